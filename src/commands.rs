@@ -1,0 +1,159 @@
+//! What each invocation does: verify (OpenVPN), `check` and `test` (people).
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, FailMode};
+use crate::credentials::{self, text_field, Credentials, Secret, Username};
+use crate::duo::Client;
+use crate::error::Error;
+use crate::log::{self, Log};
+use crate::openvpn::Env;
+use crate::{decide, log_decision, Attempt, Verdict, EXIT_DENY};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub fn dispatch(cli: Result<Cli, i32>) -> i32 {
+    let cli = match cli {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match cli.command {
+        None => verify(&cli.config, cli.credfile.as_deref()),
+        Some(Command::Check) => check(&cli.config),
+        Some(Command::Test {
+            username,
+            password_field,
+            ip,
+            common_name,
+        }) => {
+            let env = Env {
+                ip,
+                common_name,
+                ..Env::default()
+            };
+            test(&cli.config, &username, password_field, env)
+        }
+    }
+}
+
+/// OpenVPN's call: decide, log one line, tell the client why on deny, exit 0/1.
+fn verify(config_path: &Path, credfile: Option<&Path>) -> i32 {
+    let config = Config::load(config_path);
+    let log = Log::new(log::new_id(), config.as_ref().ok().map(|c| &c.log), true);
+    let env = Env::from_process();
+    let mut attempt = env.as_ref().map(Attempt::from_env).unwrap_or_default();
+    let creds = match credfile {
+        Some(path) => credentials::from_file(path),
+        None => credentials::from_env(
+            std::env::var_os("username").as_deref(),
+            std::env::var_os("password").as_deref(),
+        ),
+    };
+    if let Ok(c) = &creds {
+        attempt.user = Some(c.username.to_string());
+    }
+    let verdict = match (config, &env, creds) {
+        (Err(e), _, _) => Verdict::from_error(e, None),
+        (Ok(c), Err(e), _) => Verdict::from_error(e.clone(), Some(c.duo.failmode)),
+        (Ok(c), _, Err(e)) => Verdict::from_error(e, Some(c.duo.failmode)),
+        (Ok(config), Ok(env), Ok(creds)) => decide(&config, &creds, env, &mut attempt, &|_| {}),
+    };
+    log_decision(&log, &attempt, &verdict);
+    if let Ok(env) = &env {
+        write_failed_reason(env, &verdict);
+    }
+    verdict.exit_code()
+}
+
+/// OpenVPN sends this file's bytes to the client as `AUTH_FAILED,<text>`; no trailing newline.
+pub fn write_failed_reason(env: &Env, verdict: &Verdict) {
+    if verdict.allow || verdict.client_reason.is_empty() {
+        return;
+    }
+    if let Some(path) = &env.auth_failed_reason_file {
+        let _ = std::fs::write(path, verdict.client_reason.as_bytes());
+    }
+}
+
+fn check(config_path: &Path) -> i32 {
+    match check_inner(config_path) {
+        Ok(msg) => {
+            println!("OK: {msg}");
+            0
+        }
+        Err(msg) => {
+            eprintln!("FAIL: {msg}");
+            EXIT_DENY
+        }
+    }
+}
+
+fn check_inner(config_path: &Path) -> Result<String, String> {
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(config.duo.timeout.min(15));
+    let client =
+        Client::new(&config.duo, config.secret().clone(), deadline).map_err(|e| e.to_string())?;
+    let host = &config.duo.api_hostname;
+    let duo_time = client.check().map_err(|e| match e {
+        Error::Duo(m) if m.contains("40103") || m.contains("40102") || m.contains("40101") => {
+            format!("bad key: Duo at {host} rejected integration_key/secret_key ({m})")
+        }
+        Error::Duo(m) if m.contains("40105") || m.to_ascii_lowercase().contains("timestamp") => {
+            format!("clock skew: Duo at {host} rejected the request time; fix this machine's clock (NTP) ({m})")
+        }
+        Error::DuoUnavailable(m) => format!("Duo unreachable: {m}"),
+        other => other.to_string(),
+    })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let skew = now - duo_time;
+    if skew.abs() > 60 {
+        return Err(format!(
+            "clock skew: this machine's clock is {skew:+} s off Duo's; Duo rejects signatures from skewed clocks, fix NTP"
+        ));
+    }
+    Ok(format!(
+        "{} is valid and Duo at {host} accepted the keys (clock offset {skew:+} s, failmode {})",
+        config_path.display(),
+        match config.duo.failmode {
+            FailMode::Secure => "secure",
+            FailMode::Safe => "safe",
+        }
+    ))
+}
+
+/// The same decision as under OpenVPN, with progress for a person at a terminal.
+fn test(config_path: &Path, username: &str, password_field: String, env: Env) -> i32 {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("FAIL: {e}");
+            return EXIT_DENY;
+        }
+    };
+    let log = Log::new(log::new_id(), Some(&config.log), true);
+    let mut attempt = Attempt::from_env(&env);
+    let creds = Username::parse("username", username.as_bytes()).and_then(|u| {
+        text_field("password field", password_field.as_bytes(), credentials::MAX_PASSWORD).map(
+            |p| Credentials {
+                username: u,
+                password: Secret::new(p),
+            },
+        )
+    });
+    let verdict = match creds {
+        Ok(creds) => {
+            attempt.user = Some(creds.username.to_string());
+            decide(&config, &creds, &env, &mut attempt, &|msg| println!("{msg}"))
+        }
+        Err(e) => Verdict::from_error(e, Some(config.duo.failmode)),
+    };
+    log_decision(&log, &attempt, &verdict);
+    println!(
+        "result: {} ({})",
+        if verdict.allow { "ALLOW" } else { "DENY" },
+        verdict.reason
+    );
+    verdict.exit_code()
+}

@@ -1,0 +1,35 @@
+//! The one error type. Every variant ends in a deny except `DuoUnavailable`, which the
+//! configured failmode decides; the mapping to exit codes lives in [`crate::Verdict`].
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The configuration file is missing, unreadable, malformed or unsafe.
+    Config(String),
+    /// The credentials or environment OpenVPN handed us are malformed.
+    Input(String),
+    /// Duo could not be reached in time (DNS, connect, TLS, timeout, 5xx). Failmode applies.
+    DuoUnavailable(String),
+    /// Duo answered, but with an error or something we do not understand.
+    Duo(String),
+    /// A login rule says no before Duo is asked (e.g. passcode mode without a passcode).
+    Refused(String),
+    /// Local I/O problem outside the config and credentials (deferral plumbing, terminals).
+    Io(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(m) => write!(f, "config error: {m}"),
+            Error::Input(m) => write!(f, "bad input: {m}"),
+            Error::DuoUnavailable(m) => write!(f, "Duo unavailable: {m}"),
+            Error::Duo(m) => write!(f, "Duo error: {m}"),
+            Error::Refused(m) => write!(f, "{m}"),
+            Error::Io(m) => write!(f, "I/O error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
