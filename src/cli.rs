@@ -31,7 +31,7 @@ auth-user-pass-verify \"/usr/sbin/openvpn-auth-duo --config /etc/openvpn/auth-du
 OpenVPN appends CREDFILE. Without CREDFILE the credentials come from the environment \
 variables username and password (via-env).",
     after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true
+    subcommand_negates_reqs = true
 )]
 pub struct Cli {
     /// Configuration file

@@ -16,6 +16,10 @@ pub fn dispatch(cli: Result<Cli, i32>) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if cli.credfile.is_some() && cli.command.is_some() {
+        eprintln!("openvpn-auth-duo: give either CREDFILE or a subcommand, not both");
+        return EXIT_DENY;
+    }
     match cli.command {
         None => verify(&cli.config, cli.credfile.as_deref()),
         Some(Command::Check) => check(&cli.config),
@@ -135,17 +139,22 @@ fn test(config_path: &Path, username: &str, password_field: String, env: Env) ->
     let log = Log::new(log::new_id(), Some(&config.log), true);
     let mut attempt = Attempt::from_env(&env);
     let creds = Username::parse("username", username.as_bytes()).and_then(|u| {
-        text_field("password field", password_field.as_bytes(), credentials::MAX_PASSWORD).map(
-            |p| Credentials {
-                username: u,
-                password: Secret::new(p),
-            },
+        text_field(
+            "password field",
+            password_field.as_bytes(),
+            credentials::MAX_PASSWORD,
         )
+        .map(|p| Credentials {
+            username: u,
+            password: Secret::new(p),
+        })
     });
     let verdict = match creds {
         Ok(creds) => {
             attempt.user = Some(creds.username.to_string());
-            decide(&config, &creds, &env, &mut attempt, &|msg| println!("{msg}"))
+            decide(&config, &creds, &env, &mut attempt, &|msg| {
+                println!("{msg}")
+            })
         }
         Err(e) => Verdict::from_error(e, Some(config.duo.failmode)),
     };

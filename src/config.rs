@@ -227,9 +227,8 @@ impl Config {
     /// Reads, parses and checks the file, then loads the secret key from wherever it lives.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let (text, mode) = read_guarded(path, "config file")?;
-        let mut config = Config::parse(&text).map_err(|m| {
-            Error::Config(format!("{}: {m}", path.display()))
-        })?;
+        let mut config =
+            Config::parse(&text).map_err(|m| Error::Config(format!("{}: {m}", path.display())))?;
         if config.duo.secret_key.is_some() {
             refuse_world_readable(path, mode)?;
         }
@@ -288,7 +287,9 @@ impl Config {
         let ikey = &duo.integration_key;
         if ikey.len() != 20
             || !ikey.starts_with("DI")
-            || !ikey.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            || !ikey
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         {
             return Err(
                 "[duo] integration_key must be 20 upper-case letters and digits starting with DI"
@@ -460,9 +461,13 @@ api_hostname = "api-test.example.com"
         let both = MINIMAL.replace("api_hostname", "secret_key_file = \"/x\"\napi_hostname");
         assert!(Config::parse(&both).unwrap_err().contains("not both"));
         let scheme = MINIMAL.replace("api-test.example.com", "https://api-test.example.com");
-        assert!(Config::parse(&scheme).unwrap_err().contains("without https://"));
+        assert!(Config::parse(&scheme)
+            .unwrap_err()
+            .contains("without https://"));
         let placeholder = MINIMAL.replace("DITESTINTEGRATION001", PLACEHOLDER_IKEY);
-        assert!(Config::parse(&placeholder).unwrap_err().contains("placeholder"));
+        assert!(Config::parse(&placeholder)
+            .unwrap_err()
+            .contains("placeholder"));
         let timeout = format!("{MINIMAL}timeout = 0\n");
         assert!(Config::parse(&timeout).unwrap_err().contains("timeout"));
     }

@@ -77,8 +77,8 @@ pub fn text_field(what: &str, raw: &[u8], max: usize) -> Result<String, Error> {
     if raw.contains(&0) {
         return Err(Error::Input(format!("{what} contains a NUL byte")));
     }
-    let s = std::str::from_utf8(raw)
-        .map_err(|_| Error::Input(format!("{what} is not valid UTF-8")))?;
+    let s =
+        std::str::from_utf8(raw).map_err(|_| Error::Input(format!("{what} is not valid UTF-8")))?;
     if s.chars().any(char::is_control) {
         return Err(Error::Input(format!("{what} contains control characters")));
     }

@@ -106,7 +106,14 @@ impl Device {
             .cloned()
             .unwrap_or_else(|| self.device.clone());
         let label: String = label.chars().filter(|c| !c.is_control()).take(80).collect();
-        format!("{} {label}", if self.kind.is_empty() { "device" } else { &self.kind })
+        format!(
+            "{} {label}",
+            if self.kind.is_empty() {
+                "device"
+            } else {
+                &self.kind
+            }
+        )
     }
 }
 
@@ -269,7 +276,9 @@ impl Client {
     fn send(&self, method: Method, path: &str, params: &[(&str, &str)]) -> Result<Reply, Error> {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(Error::DuoUnavailable("timed out before Duo answered".into()));
+            return Err(Error::DuoUnavailable(
+                "timed out before Duo answered".into(),
+            ));
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -363,7 +372,9 @@ fn read_body(r: ureq::Response) -> Result<Vec<u8>, Error> {
     r.into_reader()
         .take(MAX_BODY + 1)
         .read_to_end(&mut body)
-        .map_err(|e| Error::DuoUnavailable(format!("reading Duo's answer failed: {}", io_kind(&e))))?;
+        .map_err(|e| {
+            Error::DuoUnavailable(format!("reading Duo's answer failed: {}", io_kind(&e)))
+        })?;
     if body.len() as u64 > MAX_BODY {
         return Err(Error::Duo(format!(
             "Duo's answer is larger than {} KiB",
@@ -397,6 +408,9 @@ fn transport_error(t: &ureq::Transport, host: &str) -> Error {
     let lower = detail.to_ascii_lowercase();
     let what = match t.kind() {
         ureq::ErrorKind::Dns => format!("cannot resolve {host}"),
+        _ if lower.contains("certificate") || lower.contains("tls") => {
+            format!("TLS failure with {host}")
+        }
         ureq::ErrorKind::ConnectionFailed if lower.contains("timed out") => {
             format!("connecting to {host} timed out")
         }
@@ -404,15 +418,16 @@ fn transport_error(t: &ureq::Transport, host: &str) -> Error {
         _ if lower.contains("timed out") || lower.contains("would block") => {
             format!("timed out waiting for {host}")
         }
-        _ if lower.contains("certificate") || lower.contains("tls") => {
-            format!("TLS failure with {host}")
-        }
         ureq::ErrorKind::ProxyConnect | ureq::ErrorKind::ProxyUnauthorized => {
             format!("proxy failure reaching {host}")
         }
         _ => format!("transport failure with {host}"),
     };
-    let detail: String = detail.chars().filter(|c| !c.is_control()).take(200).collect();
+    let detail: String = detail
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
     if detail.is_empty() {
         Error::DuoUnavailable(what)
     } else {
@@ -465,7 +480,8 @@ mod tests {
 
     #[test]
     fn v2_vectors_from_reference() {
-        let cases: [(Method, &str, &[(&str, &str)], &str); 4] = [
+        type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case; 4] = [
             (
                 Method::Post,
                 "/auth/v2/preauth",
@@ -501,7 +517,11 @@ mod tests {
             ),
         ];
         for (method, path, params, want) in cases {
-            assert_eq!(sign_v2(&skey(), DATE, method, HOST, path, params), want, "{path}");
+            assert_eq!(
+                sign_v2(&skey(), DATE, method, HOST, path, params),
+                want,
+                "{path}"
+            );
         }
     }
 

@@ -204,7 +204,10 @@ fn decide_inner(
         "allow" => {
             return Ok(Verdict::allow(
                 How::Bypass,
-                format!("Duo preauth allows without 2FA (bypass): {}", pre.status_msg),
+                format!(
+                    "Duo preauth allows without 2FA (bypass): {}",
+                    pre.status_msg
+                ),
             ))
         }
         "deny" => {

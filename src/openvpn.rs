@@ -53,10 +53,12 @@ impl Env {
             match get(name) {
                 None => Ok(None),
                 Some(v) if v.is_empty() => Ok(None),
-                Some(v) => {
-                    text_field(&format!("environment variable {name}"), v.as_bytes(), MAX_ENV_VALUE)
-                        .map(Some)
-                }
+                Some(v) => text_field(
+                    &format!("environment variable {name}"),
+                    v.as_bytes(),
+                    MAX_ENV_VALUE,
+                )
+                .map(Some),
             }
         };
         let ip = match text("untrusted_ip")?.or(text("untrusted_ip6")?) {

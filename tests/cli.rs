@@ -1,0 +1,125 @@
+//! The subcommands people use: `check`, `test`, `--help`, `--version`.
+
+use crate::fake_duo::{Answer, Sig, User, SKEY};
+use crate::util::{self, write_private, Setup};
+
+#[test]
+fn check_reports_ok_in_one_line() {
+    let s = Setup::new();
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1);
+    assert!(run.stdout.starts_with("OK: "), "{}", run.stdout);
+    let reqs = s.duo.calls("check");
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].signature_ok);
+}
+
+#[test]
+fn check_names_a_bad_key() {
+    let s = Setup::new();
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(SKEY, "WrongSecretKey0123456789abcdefghijklmnop");
+    write_private(&s.config, &text);
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("bad key"), "{}", run.stderr);
+}
+
+#[test]
+fn check_names_unreachable_and_tls_failures() {
+    let s = Setup::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(&s.duo.host(), &format!("localhost:{port}"));
+    write_private(&s.config, &text);
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("Duo unreachable"), "{}", run.stderr);
+
+    let duo = crate::fake_duo::FakeDuo::start_with(Sig::V5, crate::fake_duo::CertKind::UnknownCa);
+    let s = Setup::around(duo, Sig::V5, "");
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("TLS failure"), "{}", run.stderr);
+}
+
+#[test]
+fn check_names_a_bad_hostname() {
+    let s = Setup::new();
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(&s.duo.host(), "https://api-x.example.com/");
+    write_private(&s.config, &text);
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("api_hostname"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1);
+}
+
+#[test]
+fn check_names_placeholder_keys() {
+    let s = Setup::new();
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(crate::fake_duo::IKEY, "DIXXXXXXXXXXXXXXXXXX");
+    write_private(&s.config, &text);
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("placeholder"), "{}", run.stderr);
+}
+
+#[test]
+fn test_subcommand_shows_progress_and_result() {
+    let s = Setup::new();
+    let run = s.cmd(&["test", "alice", "--ip", "198.51.100.4"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("push sent to phone iOS"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("waiting"), "{}", run.stdout);
+    assert!(run.stdout.contains("result: ALLOW"), "{}", run.stdout);
+    assert_eq!(s.duo.calls("auth")[0].params["ipaddr"], "198.51.100.4");
+
+    s.duo.set_user(
+        "alice",
+        User {
+            push: Answer::Deny,
+            ..User::default()
+        },
+    );
+    let run = s.cmd(&["test", "alice", "push"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("result: DENY"), "{}", run.stdout);
+}
+
+#[test]
+fn help_documents_the_password_grammar() {
+    let run = util::run({
+        let mut c = std::process::Command::new(util::bin());
+        c.arg("--help");
+        c
+    });
+    assert_eq!(run.code, 0);
+    for needle in ["SCRV1", "push2", "CREDFILE", "check", "test", "Exit codes"] {
+        assert!(run.stdout.contains(needle), "{needle} missing from --help");
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let mut c = std::process::Command::new(util::bin());
+    c.arg("--version");
+    let run = util::run(c);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains(env!("CARGO_PKG_VERSION")));
+}

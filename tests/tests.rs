@@ -1,0 +1,9 @@
+//! The integration suite: the real binary against a fake Duo server over real HTTPS.
+
+mod fake_duo;
+mod util;
+
+mod cli;
+mod factors;
+mod failures;
+mod secrets;

@@ -1,0 +1,160 @@
+//! Test harness: a temp dir with a config pointing at a fresh fake Duo server, and helpers that
+//! run the real binary exactly as OpenVPN would (credential file + OpenVPN's bare environment).
+#![allow(dead_code)]
+
+use crate::fake_duo::{FakeDuo, Sig, User, IKEY, SKEY};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_openvpn-auth-duo")
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// The decision line the binary logged (stderr copy of the syslog line).
+    pub fn decision(&self) -> &str {
+        self.stderr
+            .lines()
+            .rev()
+            .find(|l| l.contains(" result="))
+            .unwrap_or("")
+    }
+    pub fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub duo: FakeDuo,
+    pub config: PathBuf,
+    pub extra: String,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup::with(Sig::V5, "")
+    }
+
+    /// `extra` is TOML appended inside `[duo]` (keys) or as further sections.
+    pub fn with(sig: Sig, extra: &str) -> Setup {
+        let duo = FakeDuo::start(sig);
+        Setup::around(duo, sig, extra)
+    }
+
+    pub fn around(duo: FakeDuo, sig: Sig, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("auth-duo.toml");
+        let s = Setup {
+            dir,
+            duo,
+            config,
+            extra: extra.to_string(),
+        };
+        s.write_config(sig, extra);
+        s.duo.set_user("alice", User::default());
+        s
+    }
+
+    pub fn config_text(&self, sig: Sig, extra: &str) -> String {
+        let sig = match sig {
+            Sig::V2 => "v2",
+            Sig::V5 => "v5",
+        };
+        let (duo_keys, sections) = split_extra(extra);
+        // Defaults the tests rely on, unless the test sets the key itself.
+        let defaults: String = [("timeout", "10"), ("mode", "\"push_phone\"")]
+            .iter()
+            .filter(|(k, _)| !duo_keys.lines().any(|l| l.starts_with(&format!("{k} "))))
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect();
+        format!(
+            "[duo]\nintegration_key = \"{IKEY}\"\nsecret_key = \"{SKEY}\"\napi_hostname = \"{}\"\n\
+             ca_file = \"{}\"\nsignature = \"{sig}\"\n{defaults}{duo_keys}\n\
+             [cache]\npath = \"{}\"\n[log]\nsyslog = false\n{sections}\n",
+            self.duo.host(),
+            self.duo.ca_file.display(),
+            self.dir.path().join("cache/cache.sqlite3").display(),
+        )
+    }
+
+    pub fn write_config(&self, sig: Sig, extra: &str) {
+        write_private(&self.config, &self.config_text(sig, extra));
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs the binary via-file with OpenVPN's environment plus `env`.
+    pub fn verify(&self, user: &str, password: &str, env: &[(&str, &str)]) -> Run {
+        let cred = self.path("up.txt");
+        write_private(&cred, &format!("{user}\n{password}\n"));
+        self.verify_credfile(&cred, env)
+    }
+
+    pub fn verify_credfile(&self, cred: &Path, env: &[(&str, &str)]) -> Run {
+        let mut cmd = openvpn_command();
+        cmd.arg("--config").arg(&self.config).arg(cred);
+        cmd.env("untrusted_ip", "203.0.113.7")
+            .env("untrusted_port", "51234")
+            .env("common_name", "alice-laptop");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(cmd)
+    }
+
+    /// Runs a subcommand (`check`, `test …`) as a person would.
+    pub fn cmd(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(&self.config).args(args);
+        run(cmd)
+    }
+}
+
+/// Splits test-supplied TOML into lines for `[duo]` and whole later sections.
+fn split_extra(extra: &str) -> (String, String) {
+    match extra.find("\n[").or(if extra.starts_with('[') {
+        Some(0)
+    } else {
+        None
+    }) {
+        Some(i) => (extra[..i].to_string(), extra[i..].to_string()),
+        None => (extra.to_string(), String::new()),
+    }
+}
+
+/// A command with the environment OpenVPN gives scripts: no PATH, no HOME.
+pub fn openvpn_command() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("script_type", "user-pass-verify")
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn run(mut cmd: Command) -> Run {
+    let start = Instant::now();
+    let out = cmd.output().expect("run binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+pub fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
