@@ -64,6 +64,28 @@ pub enum Command {
         #[arg(long, value_name = "CN")]
         common_name: Option<String>,
     },
+    /// Inspect or clear the reconnect cache
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// List cached approvals (tab-separated, one header line)
+    List,
+    /// Drop every cached approval of one Duo user (e.g. a lost laptop)
+    Forget {
+        /// Duo username as shown by `cache list`
+        user: String,
+    },
+    /// Drop every cached approval
+    Purge {
+        /// Only drop approvals whose window has ended
+        #[arg(long)]
+        expired: bool,
+    },
 }
 
 /// Parses arguments. Clap's own exit code for usage errors is 2, which OpenVPN 2.6 reads as

@@ -1,6 +1,8 @@
 //! What each invocation does: verify (OpenVPN), `check` and `test` (people).
 
-use crate::cli::{Cli, Command};
+use crate::cache::{self, Cache};
+use crate::cli::{CacheAction, Cli, Command};
+use crate::codec::iso8601;
 use crate::config::{Config, FailMode};
 use crate::credentials::{self, text_field, Credentials, Secret, Username};
 use crate::duo::Client;
@@ -36,6 +38,57 @@ pub fn dispatch(cli: Result<Cli, i32>) -> i32 {
             };
             test(&cli.config, &username, password_field, env)
         }
+        Some(Command::Cache { action }) => cache_command(&cli.config, action),
+    }
+}
+
+fn cache_command(config_path: &Path, action: CacheAction) -> i32 {
+    let result = Config::load(config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            let (cache, note) = Cache::open(&config.cache);
+            if let Some(note) = &note {
+                eprintln!("openvpn-auth-duo: {note}");
+            }
+            let cache = cache.ok_or_else(|| note.unwrap_or_default())?;
+            let now = cache::now();
+            match action {
+                CacheAction::List => {
+                    println!("user\tcommon_name\tip\tapproved_at\tlast_used\texpires\tstate");
+                    for e in cache.list()? {
+                        let clean = |s: &str| s.replace(['\t', '\n'], " ");
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                            clean(&e.user),
+                            clean(&e.common_name),
+                            clean(&e.ip),
+                            iso8601(e.approved_at),
+                            iso8601(e.last_used),
+                            iso8601(e.expires),
+                            if e.expires > now { "active" } else { "expired" }
+                        );
+                    }
+                    Ok(())
+                }
+                CacheAction::Forget { user } => {
+                    let n = cache.forget(&user)?;
+                    println!("forgot {n} cached approval(s) of {user}");
+                    Ok(())
+                }
+                CacheAction::Purge { expired } => {
+                    let n = cache.purge(expired, now)?;
+                    let which = if expired { "expired " } else { "" };
+                    println!("purged {n} {which}cached approval(s)");
+                    Ok(())
+                }
+            }
+        });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("FAIL: {e}");
+            EXIT_DENY
+        }
     }
 }
 
@@ -59,7 +112,9 @@ fn verify(config_path: &Path, credfile: Option<&Path>) -> i32 {
         (Err(e), _, _) => Verdict::from_error(e, None),
         (Ok(c), Err(e), _) => Verdict::from_error(e.clone(), Some(c.duo.failmode)),
         (Ok(c), _, Err(e)) => Verdict::from_error(e, Some(c.duo.failmode)),
-        (Ok(config), Ok(env), Ok(creds)) => decide(&config, &creds, env, &mut attempt, &|_| {}),
+        (Ok(config), Ok(env), Ok(creds)) => {
+            decide(&config, &creds, env, &mut attempt, &log, &|_| {})
+        }
     };
     log_decision(&log, &attempt, &verdict);
     if let Ok(env) = &env {
@@ -152,7 +207,7 @@ fn test(config_path: &Path, username: &str, password_field: String, env: Env) ->
     let verdict = match creds {
         Ok(creds) => {
             attempt.user = Some(creds.username.to_string());
-            decide(&config, &creds, &env, &mut attempt, &|msg| {
+            decide(&config, &creds, &env, &mut attempt, &log, &|msg| {
                 println!("{msg}")
             })
         }

@@ -6,6 +6,7 @@
 //! unreachable, which the configured failmode decides.
 #![deny(unsafe_code)]
 
+pub mod cache;
 pub mod cli;
 pub mod codec;
 pub mod commands;
@@ -42,6 +43,10 @@ pub enum How {
     Bypass,
     /// Duo was unreachable and the failmode decided.
     Failmode,
+    /// A Duo approval for the same key inside the cache window.
+    Cache,
+    /// OpenVPN verified its own auth-token (`session_state=Authenticated`).
+    Token,
     /// Refused before Duo was asked (bad input, config, a rule).
     Refused,
 }
@@ -155,6 +160,8 @@ pub fn log_decision(log: &Log, attempt: &Attempt, verdict: &Verdict) {
         How::Duo => "duo",
         How::Bypass => "bypass",
         How::Failmode => "failmode",
+        How::Cache => "cache",
+        How::Token => "token",
         How::Refused => "refused",
     };
     log.write(
@@ -172,9 +179,10 @@ pub fn decide(
     creds: &Credentials,
     env: &Env,
     attempt: &mut Attempt,
+    log: &Log,
     progress: Progress,
 ) -> Verdict {
-    match decide_inner(config, creds, env, attempt, progress) {
+    match decide_inner(config, creds, env, attempt, log, progress) {
         Ok(v) => v,
         Err(e) => Verdict::from_error(e, Some(config.duo.failmode)),
     }
@@ -185,12 +193,35 @@ fn decide_inner(
     creds: &Credentials,
     env: &Env,
     attempt: &mut Attempt,
+    log: &Log,
     progress: Progress,
 ) -> Result<Verdict, Error> {
     let duo_user = duo_username(config, creds, env)?;
     attempt.user = Some(duo_user.clone());
     let factor = credentials::parse_factor(&creds.password)?;
     attempt.factor = Some(factor.name());
+
+    if config.cache.trust_auth_token && env.session_state.as_deref() == Some("Authenticated") {
+        return Ok(Verdict::allow(
+            How::Token,
+            "OpenVPN verified its auth-token (session_state=Authenticated)",
+        ));
+    }
+    let cache = open_cache(config, log);
+    let key = cache::Key::new(&config.cache, &duo_user, env);
+    if let Some(c) = &cache {
+        match c.hit(&key, cache::now()) {
+            Ok(true) => {
+                return Ok(Verdict::allow(
+                    How::Cache,
+                    "Duo approved this user, client and server within the cache window",
+                ))
+            }
+            Ok(false) => {}
+            Err(e) => log.write(Level::Warning, &format!("{e}; asking Duo instead")),
+        }
+    }
+
     let wanted = Wanted::from(factor, config.duo.mode)?;
     attempt.factor = Some(wanted.name());
 
@@ -272,6 +303,16 @@ fn decide_inner(
     let res = client.auth(&params)?;
     let msg = &res.status_msg;
     let what = plan.factor();
+    if res.result == "allow" && res.status != "bypass" {
+        if let Some(c) = &cache {
+            if let Err(e) = c.store(&key, cache::now()) {
+                log.write(
+                    Level::Warning,
+                    &format!("{e}; the next login will ask Duo again"),
+                );
+            }
+        }
+    }
     Ok(match (res.result.as_str(), res.status.as_str()) {
         ("allow", "bypass") => Verdict::allow(How::Bypass, format!("Duo bypass: {msg}")),
         ("allow", _) => Verdict::allow(How::Duo, format!("{what} approved: {msg}")),
@@ -312,6 +353,23 @@ fn decide_inner(
             )))
         }
     })
+}
+
+/// The cache, unless disabled (`ttl = 0`) or unusable (logged; Duo is asked instead).
+fn open_cache(config: &Config, log: &Log) -> Option<cache::Cache> {
+    if config.cache.ttl == 0 {
+        return None;
+    }
+    let (cache, note) = cache::Cache::open(&config.cache);
+    if let Some(note) = note {
+        let tail = if cache.is_some() {
+            ""
+        } else {
+            "; asking Duo instead"
+        };
+        log.write(Level::Warning, &format!("{note}{tail}"));
+    }
+    cache
 }
 
 /// The Duo username: typed or certificate CN, optionally with Duo's "Simple" normalization.

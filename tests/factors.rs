@@ -4,6 +4,9 @@ use crate::fake_duo::{phone_device, Answer, PreauthResult, Sig, User};
 use crate::util::Setup;
 use base64::Engine as _;
 
+/// These tests log the same user in repeatedly to compare factors; the cache would answer.
+const NO_CACHE: &str = "[cache]\nttl = 0";
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -129,7 +132,7 @@ fn text_after_last_comma_is_the_factor() {
 
 #[test]
 fn static_challenge_response_is_the_factor() {
-    let s = Setup::new();
+    let s = Setup::with(Sig::V5, NO_CACHE);
     let pw = format!("SCRV1:{}:{}", b64("ldap-password"), b64("123456"));
     assert_eq!(s.verify("alice", &pw, &[]).code, 0);
     assert_eq!(s.duo.calls("auth")[0].params["passcode"], "123456");
@@ -150,7 +153,7 @@ fn malformed_static_challenge_is_denied_without_asking_duo() {
 
 #[test]
 fn device_number_picks_that_device() {
-    let s = Setup::new();
+    let s = Setup::with(Sig::V5, NO_CACHE);
     s.duo.set_user(
         "alice",
         User {
@@ -197,7 +200,7 @@ fn sms_ends_in_deny_saying_passcodes_were_sent() {
 
 #[test]
 fn mode_push_uses_push_and_needs_a_push_device() {
-    let s = Setup::with(Sig::V5, "mode = \"push\"");
+    let s = Setup::with(Sig::V5, &format!("mode = \"push\"\n{NO_CACHE}"));
     assert_eq!(s.verify("alice", "whatever", &[]).code, 0);
     assert_eq!(s.duo.calls("auth")[0].params["factor"], "push");
     s.duo.clear();

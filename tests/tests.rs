@@ -3,6 +3,7 @@
 mod fake_duo;
 mod util;
 
+mod cache;
 mod cli;
 mod factors;
 mod failures;

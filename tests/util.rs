@@ -77,13 +77,29 @@ impl Setup {
             .filter(|(k, _)| !duo_keys.lines().any(|l| l.starts_with(&format!("{k} "))))
             .map(|(k, v)| format!("{k} = {v}\n"))
             .collect();
+        // The harness's own [cache] and [log] keys merge into a test's sections of that name.
+        let mut sections = sections;
+        for (header, keys) in [
+            (
+                "[cache]\n",
+                format!(
+                    "path = \"{}\"\n",
+                    self.dir.path().join("cache/cache.sqlite3").display()
+                ),
+            ),
+            ("[log]\n", "syslog = false\n".to_string()),
+        ] {
+            if sections.contains(header) {
+                sections = sections.replacen(header, &format!("{header}{keys}"), 1);
+            } else {
+                sections.push_str(&format!("\n{header}{keys}"));
+            }
+        }
         format!(
             "[duo]\nintegration_key = \"{IKEY}\"\nsecret_key = \"{SKEY}\"\napi_hostname = \"{}\"\n\
-             ca_file = \"{}\"\nsignature = \"{sig}\"\n{defaults}{duo_keys}\n\
-             [cache]\npath = \"{}\"\n[log]\nsyslog = false\n{sections}\n",
+             ca_file = \"{}\"\nsignature = \"{sig}\"\n{defaults}{duo_keys}\n{sections}\n",
             self.duo.host(),
             self.duo.ca_file.display(),
-            self.dir.path().join("cache/cache.sqlite3").display(),
         )
     }
 
