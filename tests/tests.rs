@@ -7,4 +7,5 @@ mod cache;
 mod cli;
 mod factors;
 mod failures;
+mod man_pages;
 mod secrets;
