@@ -64,6 +64,9 @@ pub enum Command {
         #[arg(long, value_name = "CN")]
         common_name: Option<String>,
     },
+    /// Internal: the detached process that finishes a deferred login (started by this program)
+    #[command(hide = true)]
+    Background,
     /// Inspect or clear the reconnect cache
     Cache {
         #[command(subcommand)]

@@ -7,10 +7,15 @@ use crate::config::{Config, FailMode};
 use crate::credentials::{self, text_field, Credentials, Secret, Username};
 use crate::duo::Client;
 use crate::error::Error;
+use crate::log::Level;
 use crate::log::{self, Log};
 use crate::openvpn::Env;
-use crate::{decide, log_decision, Attempt, Verdict, EXIT_DENY};
+use crate::openvpn::{spawn_background, write_answer, Handover};
+use crate::{ask_duo, decide, log_decision, prepare, Attempt, Step, Verdict};
+use crate::{EXIT_DEFERRED, EXIT_DENY};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub fn dispatch(cli: Result<Cli, i32>) -> i32 {
@@ -39,6 +44,7 @@ pub fn dispatch(cli: Result<Cli, i32>) -> i32 {
             test(&cli.config, &username, password_field, env)
         }
         Some(Command::Cache { action }) => cache_command(&cli.config, action),
+        Some(Command::Background) => background(&cli.config),
     }
 }
 
@@ -113,7 +119,36 @@ fn verify(config_path: &Path, credfile: Option<&Path>) -> i32 {
         (Ok(c), Err(e), _) => Verdict::from_error(e.clone(), Some(c.duo.failmode)),
         (Ok(c), _, Err(e)) => Verdict::from_error(e, Some(c.duo.failmode)),
         (Ok(config), Ok(env), Ok(creds)) => {
-            decide(&config, &creds, env, &mut attempt, &log, &|_| {})
+            let failmode = Some(config.duo.failmode);
+            match prepare(&config, &creds, env, &mut attempt, &log) {
+                Err(e) => Verdict::from_error(e, failmode),
+                Ok(Step::Done(v)) => v,
+                Ok(Step::AskDuo(pending)) => {
+                    // OpenVPN 2.6+ offers deferral: answer later so the server keeps serving.
+                    if config.openvpn.defer && env.auth_control_file.is_some() {
+                        let handover = Handover {
+                            id: log.id.clone(),
+                            username: creds.username.to_string(),
+                            password: creds.password.expose().to_owned(),
+                            env: Handover::capture_env(),
+                        };
+                        match spawn_background(config_path, &handover) {
+                            Ok(pid) => {
+                                let why = format!("asking Duo in background process {pid}");
+                                log.write(
+                                    Level::Info,
+                                    &format!("{} via=defer", attempt.line("defer", &why)),
+                                );
+                                return EXIT_DEFERRED;
+                            }
+                            Err(e) => log
+                                .write(Level::Warning, &format!("{e}; deciding without deferral")),
+                        }
+                    }
+                    ask_duo(&config, env, pending, &mut attempt, &log, &|_| {})
+                        .unwrap_or_else(|e| Verdict::from_error(e, failmode))
+                }
+            }
         }
     };
     log_decision(&log, &attempt, &verdict);
@@ -121,6 +156,81 @@ fn verify(config_path: &Path, credfile: Option<&Path>) -> i32 {
         write_failed_reason(env, &verdict);
     }
     verdict.exit_code()
+}
+
+/// The detached half of a deferred login: decide through Duo and answer in auth_control_file,
+/// always before OpenVPN's deadline. Killed or crashed, it leaves no answer, which OpenVPN turns
+/// into a deny at hand-window.
+fn background(config_path: &Path) -> i32 {
+    let Ok(handover) = Handover::read_from_stdin() else {
+        // Without the handover there is no control file to answer in; OpenVPN will time out.
+        return EXIT_DENY;
+    };
+    let config = Config::load(config_path);
+    let log = Log::new(
+        handover.id.clone(),
+        config.as_ref().ok().map(|c| &c.log),
+        false,
+    );
+    let env = match handover.env() {
+        Ok(env) => env,
+        Err(e) => {
+            log.write(Level::Error, &format!("background: {e}"));
+            return EXIT_DENY;
+        }
+    };
+    let mut attempt = Attempt::from_env(&env);
+    attempt.user = Some(handover.username.clone());
+    let answered = Arc::new(AtomicBool::new(false));
+    let failmode = config.as_ref().ok().map(|c| c.duo.failmode);
+    if let Ok(c) = &config {
+        // The Duo client keeps its own deadline; this also covers what it cannot bound, such
+        // as a hanging DNS lookup. It stays inside OpenVPN's hand-window.
+        let limit = Duration::from_secs(c.duo.timeout) + Duration::from_secs(2);
+        let (answered, env, attempt, id, log_cfg) = (
+            answered.clone(),
+            env.clone(),
+            attempt.clone(),
+            handover.id.clone(),
+            c.log.clone(),
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            if !answered.swap(true, Ordering::SeqCst) {
+                let verdict = Verdict::from_error(
+                    Error::DuoUnavailable(format!("no answer within {} s", limit.as_secs())),
+                    failmode,
+                );
+                let log = Log::new(id, Some(&log_cfg), false);
+                log_decision(&log, &attempt, &verdict);
+                let _ = write_answer(&env, verdict.allow, &verdict.client_reason);
+                std::process::exit(0);
+            }
+        });
+    }
+    let creds = Username::parse("username", handover.username.as_bytes()).and_then(|u| {
+        text_field(
+            "password",
+            handover.password.as_bytes(),
+            credentials::MAX_PASSWORD,
+        )
+        .map(|p| Credentials {
+            username: u,
+            password: Secret::new(p),
+        })
+    });
+    let verdict = match (&config, creds) {
+        (Err(e), _) => Verdict::from_error(e.clone(), None),
+        (Ok(c), Err(e)) => Verdict::from_error(e, Some(c.duo.failmode)),
+        (Ok(c), Ok(creds)) => decide(c, &creds, &env, &mut attempt, &log, &|_| {}),
+    };
+    if !answered.swap(true, Ordering::SeqCst) {
+        log_decision(&log, &attempt, &verdict);
+        if let Err(e) = write_answer(&env, verdict.allow, &verdict.client_reason) {
+            log.write(Level::Error, &e.to_string());
+        }
+    }
+    0
 }
 
 /// OpenVPN sends this file's bytes to the client as `AUTH_FAILED,<text>`; no trailing newline.

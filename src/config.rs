@@ -127,13 +127,15 @@ pub struct OpenVpnConfig {
     pub defer: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default = "default_true")]
     pub syslog: bool,
     #[serde(default = "default_facility")]
     pub facility: Facility,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -213,6 +215,7 @@ impl Default for LogConfig {
         LogConfig {
             syslog: true,
             facility: default_facility(),
+            file: None,
         }
     }
 }

@@ -173,7 +173,7 @@ pub fn log_decision(log: &Log, attempt: &Attempt, verdict: &Verdict) {
 /// Progress for a person watching (`test` subcommand); silent under OpenVPN.
 pub type Progress<'a> = &'a dyn Fn(&str);
 
-/// The whole decision for one login, given a loaded config.
+/// The whole decision for one login, given a loaded config: the instant part, then Duo.
 pub fn decide(
     config: &Config,
     creds: &Credentials,
@@ -182,40 +182,59 @@ pub fn decide(
     log: &Log,
     progress: Progress,
 ) -> Verdict {
-    match decide_inner(config, creds, env, attempt, log, progress) {
+    let result = prepare(config, creds, env, attempt, log).and_then(|step| match step {
+        Step::Done(v) => Ok(v),
+        Step::AskDuo(pending) => ask_duo(config, env, pending, attempt, log, progress),
+    });
+    match result {
         Ok(v) => v,
         Err(e) => Verdict::from_error(e, Some(config.duo.failmode)),
     }
 }
 
-fn decide_inner(
+/// Where the instant part of a decision ends.
+pub enum Step {
+    Done(Verdict),
+    /// Only Duo can decide; this is the point where a deferred run hands over.
+    AskDuo(Box<Pending>),
+}
+
+pub struct Pending {
+    duo_user: String,
+    wanted: Wanted,
+    cache: Option<cache::Cache>,
+    key: cache::Key,
+}
+
+/// Everything that is decided without Duo: input, the username, the factor grammar, OpenVPN's
+/// auth-token, the reconnect cache and rules such as "passcode mode needs a passcode".
+pub fn prepare(
     config: &Config,
     creds: &Credentials,
     env: &Env,
     attempt: &mut Attempt,
     log: &Log,
-    progress: Progress,
-) -> Result<Verdict, Error> {
+) -> Result<Step, Error> {
     let duo_user = duo_username(config, creds, env)?;
     attempt.user = Some(duo_user.clone());
     let factor = credentials::parse_factor(&creds.password)?;
     attempt.factor = Some(factor.name());
 
     if config.cache.trust_auth_token && env.session_state.as_deref() == Some("Authenticated") {
-        return Ok(Verdict::allow(
+        return Ok(Step::Done(Verdict::allow(
             How::Token,
             "OpenVPN verified its auth-token (session_state=Authenticated)",
-        ));
+        )));
     }
     let cache = open_cache(config, log);
     let key = cache::Key::new(&config.cache, &duo_user, env);
     if let Some(c) = &cache {
         match c.hit(&key, cache::now()) {
             Ok(true) => {
-                return Ok(Verdict::allow(
+                return Ok(Step::Done(Verdict::allow(
                     How::Cache,
                     "Duo approved this user, client and server within the cache window",
-                ))
+                )))
             }
             Ok(false) => {}
             Err(e) => log.write(Level::Warning, &format!("{e}; asking Duo instead")),
@@ -224,7 +243,29 @@ fn decide_inner(
 
     let wanted = Wanted::from(factor, config.duo.mode)?;
     attempt.factor = Some(wanted.name());
+    Ok(Step::AskDuo(Box::new(Pending {
+        duo_user,
+        wanted,
+        cache,
+        key,
+    })))
+}
 
+/// The Duo exchange: preauth, then auth with the chosen factor, on one TLS connection.
+pub fn ask_duo(
+    config: &Config,
+    env: &Env,
+    pending: Box<Pending>,
+    attempt: &mut Attempt,
+    log: &Log,
+    progress: Progress,
+) -> Result<Verdict, Error> {
+    let Pending {
+        duo_user,
+        wanted,
+        cache,
+        key,
+    } = *pending;
     let deadline = Instant::now() + Duration::from_secs(config.duo.timeout);
     let client = Client::new(&config.duo, config.secret().clone(), deadline)?;
     let ip = env.ip_string();
@@ -400,7 +441,7 @@ pub fn simple_normalize(name: &str) -> &str {
 }
 
 /// What the user asked for, after the configured mode filled in a missing choice.
-enum Wanted {
+pub enum Wanted {
     Passcode(Secret),
     Device(&'static str, Option<u32>),
     PushOrPhone,

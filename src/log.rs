@@ -18,6 +18,7 @@ pub struct Log {
     pub id: String,
     syslog: RefCell<Option<SyslogWriter>>,
     stderr: bool,
+    file: Option<std::path::PathBuf>,
 }
 
 impl Log {
@@ -40,6 +41,7 @@ impl Log {
             id,
             syslog: RefCell::new(writer),
             stderr,
+            file: config.and_then(|c| c.file.clone()),
         }
     }
 
@@ -55,6 +57,22 @@ impl Log {
         }
         if self.stderr {
             let _ = writeln!(std::io::stderr().lock(), "openvpn-auth-duo: {line}");
+        }
+        if let Some(path) = &self.file {
+            // One write of one line with O_APPEND, so concurrent runs do not interleave.
+            use std::os::unix::fs::OpenOptionsExt;
+            let stamp = crate::codec::iso8601(crate::cache::now());
+            let _ = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(path)
+                .and_then(|mut f| {
+                    f.write_all(
+                        format!("{stamp} openvpn-auth-duo[{}]: {line}\n", std::process::id())
+                            .as_bytes(),
+                    )
+                });
         }
     }
 }

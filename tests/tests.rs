@@ -5,6 +5,7 @@ mod util;
 
 mod cache;
 mod cli;
+mod deferral;
 mod e2e;
 mod factors;
 mod failures;

@@ -174,3 +174,80 @@ pub fn write_private(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
+
+/// Waits for `cond` to hold, checking every 20 ms, for at most `timeout`; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The files OpenVPN 2.6 creates for a deferrable script, empty, and the env naming them.
+pub struct ControlFiles {
+    pub control: PathBuf,
+    pub reason: PathBuf,
+    pub pending: PathBuf,
+}
+
+impl ControlFiles {
+    pub fn new(s: &Setup, tag: &str) -> ControlFiles {
+        let c = ControlFiles {
+            control: s.path(&format!("acf-{tag}")),
+            reason: s.path(&format!("afr-{tag}")),
+            pending: s.path(&format!("apf-{tag}")),
+        };
+        for p in [&c.control, &c.reason, &c.pending] {
+            write_private(p, "");
+        }
+        c
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("auth_control_file", self.control.display().to_string()),
+            ("auth_failed_reason_file", self.reason.display().to_string()),
+            ("auth_pending_file", self.pending.display().to_string()),
+        ]
+    }
+
+    /// Waits for the background process's answer: Some("1"/"0") or None on timeout.
+    pub fn answer(&self, timeout: Duration) -> Option<String> {
+        let mut got = None;
+        wait_until(timeout, || {
+            let text = std::fs::read_to_string(&self.control).unwrap_or_default();
+            if text.is_empty() {
+                false
+            } else {
+                got = Some(text);
+                true
+            }
+        });
+        got
+    }
+
+    pub fn reason(&self) -> String {
+        std::fs::read_to_string(&self.reason).unwrap_or_default()
+    }
+}
+
+/// The background pid from a `result=defer` line.
+pub fn background_pid(run: &Run) -> u32 {
+    let line = run.decision();
+    let after = line
+        .split("background process ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no background pid in {line}"));
+    after
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .expect("pid")
+}
