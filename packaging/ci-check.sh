@@ -56,6 +56,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
         fail "apt-get install ${missing[*]}"
 fi
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
 need_cargo=()
 command -v cargo-deb >/dev/null || need_cargo+=(cargo-deb)
 command -v cargo-generate-rpm >/dev/null || need_cargo+=(cargo-generate-rpm)
@@ -63,7 +64,6 @@ if [ ${#need_cargo[@]} -gt 0 ]; then
     echo "cargo install --locked ${need_cargo[*]}"
     nice -n 10 cargo install --locked --quiet "${need_cargo[@]}" || fail "cargo install ${need_cargo[*]}"
 fi
-export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
 echo "$(cargo deb --version), $(cargo generate-rpm --version), lintian $(lintian --version | awk '{print $2}')"
 
 step "man pages lint"
@@ -86,7 +86,7 @@ cargo deb --no-build --output "$OUT/" || fail "cargo deb"
 cargo generate-rpm --output "$OUT/" || fail "cargo generate-rpm"
 DEB=$(ls "$OUT"/*.deb)
 RPM=$(ls "$OUT"/*.rpm)
-[ -f "$DEB" ] && [ -f "$RPM" ] || fail "expected one .deb and one .rpm in $OUT, found: $(ls "$OUT")"
+{ [ -f "$DEB" ] && [ -f "$RPM" ]; } || fail "expected one .deb and one .rpm in $OUT, found: $(ls "$OUT")"
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 step "lintian"

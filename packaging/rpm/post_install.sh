@@ -4,7 +4,11 @@
 # Why these permissions: FILES in openvpn-auth-duo(8).
 CONF=/etc/openvpn/auth-duo.toml
 CACHE=/var/lib/openvpn-auth-duo
-if getent group openvpn >/dev/null 2>&1; then grp=openvpn; else grp=nobody; fi
+# The group OpenVPN drops to: "openvpn" (Fedora, RHEL/EPEL, openSUSE packages), else nobody's.
+grp=nobody
+for g in openvpn nobody nogroup; do
+    if getent group "$g" >/dev/null 2>&1; then grp=$g; break; fi
+done
 if getent passwd openvpn >/dev/null 2>&1; then usr=openvpn; else usr=nobody; fi
 # rpm installs the file root:root 0640; only that state is changed, so a group set by hand stays.
 if [ -f "$CONF" ] && [ "$(stat -c %u:%g "$CONF")" = 0:0 ]; then
