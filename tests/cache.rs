@@ -384,6 +384,10 @@ fn unwritable_cache_as_unprivileged_user_never_crashes() {
 fn cache_locked_past_the_busy_timeout_falls_back_to_duo() {
     let s = Setup::new();
     approve(&s, &[]);
+    // Near the end of its window, so the hit must write to slide it.
+    db(&s)
+        .execute("UPDATE approvals SET expires = ?1", [now() + 100])
+        .unwrap();
     let holder = db(&s);
     holder
         .execute_batch("BEGIN EXCLUSIVE; UPDATE approvals SET last_used = 0;")

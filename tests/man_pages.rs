@@ -20,11 +20,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Subcommands documented ahead of the code that implements them. While one of these is missing
-/// from the CLI, its page entries are not required to exist in code; as soon as it exists it is
-/// checked like any other (and this list should be emptied).
-const PLANNED_NOT_YET_IN_CODE: &[&str] = &["cache"];
-
 const PAGE_8: &str = "man/openvpn-auth-duo.8";
 const PAGE_5: &str = "man/auth-duo.toml.5";
 const EXAMPLE_CONFIG: &str = "packaging/auth-duo.toml";
@@ -260,11 +255,6 @@ fn code_cli() -> (CodeCommand, BTreeMap<String, CodeCommand>) {
     (top, subs)
 }
 
-fn planned(path: &str, code: &BTreeMap<String, CodeCommand>) -> bool {
-    let first = path.split(' ').next().unwrap_or("");
-    PLANNED_NOT_YET_IN_CODE.contains(&first) && !code.contains_key(first)
-}
-
 const VALID_DUO: &str = "[duo]\n\
 integration_key = \"DIABCDEFGHIJKLMNOPQR\"\n\
 secret_key = \"0123456789abcdef0123456789abcdef01234567\"\n\
@@ -428,7 +418,6 @@ fn page_8_commands_match_the_cli() {
                     &mut problems,
                 );
             }
-            None if planned(&path, &code) => {}
             None => problems.push(format!(
                 "subcommand `{path}` (line {}) is in the page but not in the code",
                 e.line
@@ -441,14 +430,6 @@ fn page_8_commands_match_the_cli() {
             problems.push(format!(
                 "subcommand `{path}` is in the code but not in the page"
             ));
-        }
-    }
-    for p in PLANNED_NOT_YET_IN_CODE {
-        if code.contains_key(*p) {
-            eprintln!(
-                "note: `{p}` now exists in the code and is checked in full; \
-                 remove it from PLANNED_NOT_YET_IN_CODE in tests/man_pages.rs"
-            );
         }
     }
     report(problems, PAGE_8);
