@@ -34,7 +34,9 @@ fn main() {
     duo.set_user(
         "carol",
         User {
-            preauth: PreauthResult::Enroll("https://api-demo.duosecurity.com/portal?code=c4r0l".into()),
+            preauth: PreauthResult::Enroll(
+                "https://api-demo.duosecurity.com/portal?code=c4r0l".into(),
+            ),
             ..User::default()
         },
     );
@@ -49,18 +51,30 @@ fn main() {
             dir.path().join("cache.sqlite3").display()
         ),
     );
-    println!("fake Duo API on https://{} (test CA {})", duo.host(), duo.ca_file.display());
+    println!(
+        "fake Duo API on https://{} (test CA {})",
+        duo.host(),
+        duo.ca_file.display()
+    );
     println!("config {}\n", config.display());
 
     show(&bin, &config, &["check"], &[]);
-    show(&bin, &config, &["test", "alice", "--ip", "203.0.113.7"], &[]);
+    show(
+        &bin,
+        &config,
+        &["test", "alice", "--ip", "203.0.113.7"],
+        &[],
+    );
     show(&bin, &config, &["test", "bob", "push"], &[]);
     show(&bin, &config, &["test", "carol"], &[]);
 
     // As OpenVPN runs it: credential file, bare environment. Alice logs in, then reconnects from
     // the same address: the reconnect cache answers without asking Duo.
     let cred = dir.path().join("up.txt");
-    let env = [("untrusted_ip", "203.0.113.7"), ("common_name", "alice-laptop")];
+    let env = [
+        ("untrusted_ip", "203.0.113.7"),
+        ("common_name", "alice-laptop"),
+    ];
     for attempt in ["login", "reconnect"] {
         private(&cred, "alice\nmy-ldap-password,push\n");
         let before = duo.requests().len();
@@ -79,7 +93,11 @@ fn main() {
 }
 
 fn show(bin: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) {
-    println!("$ openvpn-auth-duo --config {} {}", config.display(), args.join(" "));
+    println!(
+        "$ openvpn-auth-duo --config {} {}",
+        config.display(),
+        args.join(" ")
+    );
     let mut cmd = Command::new(bin);
     cmd.arg("--config").arg(config).args(args);
     if !env.is_empty() {
@@ -98,7 +116,10 @@ fn binary() -> PathBuf {
         .map(|d| d.join("openvpn-auth-duo"))
         .expect("target dir");
     if !bin.exists() {
-        eprintln!("{} is missing: run `cargo build --release` first", bin.display());
+        eprintln!(
+            "{} is missing: run `cargo build --release` first",
+            bin.display()
+        );
         std::process::exit(1);
     }
     bin
