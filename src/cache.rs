@@ -26,6 +26,9 @@ pub struct Cache {
     conn: Connection,
     ttl: i64,
     max_age: i64,
+    /// Set when an operation failed: one busy timeout per login is enough delay, so a cache
+    /// that failed once is not written again in this run.
+    failed: std::cell::Cell<bool>,
 }
 
 /// The identity an approval is recorded under.
@@ -176,6 +179,7 @@ impl Cache {
             conn,
             ttl: cfg.ttl as i64,
             max_age: cfg.max_age as i64,
+            failed: std::cell::Cell::new(false),
         })
     }
 
@@ -189,7 +193,7 @@ impl Cache {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(|e| format!("cache lookup failed: {e}"))?;
+            .map_err(|e| self.fail(format!("cache lookup failed: {e}")))?;
         let Some((approved_at, expires)) = row else {
             return Ok(false);
         };
@@ -207,12 +211,15 @@ impl Cache {
                 "UPDATE approvals SET last_used = ?2, expires = ?3 WHERE key = ?1",
                 params![key.digest, now, new_expiry],
             )
-            .map_err(|e| format!("cache update failed: {e}"))?;
+            .map_err(|e| self.fail(format!("cache update failed: {e}")))?;
         Ok(true)
     }
 
     /// Records a fresh Duo approval and prunes long-expired rows (off the hit path).
     pub fn store(&self, key: &Key, now: i64) -> Result<(), String> {
+        if self.failed.get() {
+            return Ok(());
+        }
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO approvals
@@ -236,6 +243,11 @@ impl Cache {
             )
             .map_err(|e| format!("cache prune failed: {e}"))?;
         Ok(())
+    }
+
+    fn fail(&self, msg: String) -> String {
+        self.failed.set(true);
+        msg
     }
 
     fn expiry(&self, approved_at: i64, now: i64) -> i64 {

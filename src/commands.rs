@@ -186,7 +186,10 @@ fn background(config_path: &Path) -> i32 {
     if let Ok(c) = &config {
         // The Duo client keeps its own deadline; this also covers what it cannot bound, such
         // as a hanging DNS lookup. It stays inside OpenVPN's hand-window.
-        let limit = Duration::from_secs(c.duo.timeout) + Duration::from_secs(2);
+        let timeout = c.duo.timeout;
+        let limit =
+            (crate::started() + Duration::from_secs(c.duo.timeout) + Duration::from_secs(2))
+                .saturating_duration_since(std::time::Instant::now());
         let (answered, env, attempt, id, log_cfg) = (
             answered.clone(),
             env.clone(),
@@ -198,7 +201,7 @@ fn background(config_path: &Path) -> i32 {
             std::thread::sleep(limit);
             if !answered.swap(true, Ordering::SeqCst) {
                 let verdict = Verdict::from_error(
-                    Error::DuoUnavailable(format!("no answer within {} s", limit.as_secs())),
+                    Error::DuoUnavailable(format!("no answer within the {timeout} s timeout")),
                     failmode,
                 );
                 let log = Log::new(id, Some(&log_cfg), false);

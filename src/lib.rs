@@ -31,7 +31,15 @@ pub const EXIT_DEFERRED: i32 = 2;
 
 /// Entry point for `main`: parses arguments and returns the process exit code.
 pub fn run() -> i32 {
+    started();
     commands::dispatch(cli::parse())
+}
+
+/// When this process started. `timeout` bounds the whole decision from here, so time lost on
+/// a slow cache comes out of the Duo budget instead of pushing past OpenVPN's hand-window.
+pub fn started() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
 }
 
 /// How a decision was reached; shown in the log line.
@@ -266,7 +274,7 @@ pub fn ask_duo(
         cache,
         key,
     } = *pending;
-    let deadline = Instant::now() + Duration::from_secs(config.duo.timeout);
+    let deadline = started() + Duration::from_secs(config.duo.timeout);
     let client = Client::new(&config.duo, config.secret().clone(), deadline)?;
     let ip = env.ip_string();
     progress(&format!("asking Duo about {duo_user} (preauth)"));

@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -298,6 +299,11 @@ fn corrupt_cache_is_moved_aside_and_duo_decides() {
     std::fs::write(cache_path(&s), &junk).unwrap();
     let run = s.verify("alice", "push", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.elapsed < Duration::from_secs(2), "{:?}", run.elapsed);
+    println!(
+        "| Cache: corrupt file | allow via Duo ({} ms) | same |",
+        run.elapsed.as_millis()
+    );
     assert!(run.stderr.contains("corrupt"), "{}", run.stderr);
     assert!(run.decision().contains("via=duo"));
     let aside: Vec<_> = std::fs::read_dir(s.path("cache"))
@@ -367,6 +373,11 @@ fn unwritable_cache_as_unprivileged_user_never_crashes() {
     let run = util::run(cmd);
     // Either the read-only hit answers or Duo does; never a crash, never a deny of a good user.
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.elapsed < Duration::from_secs(2), "{:?}", run.elapsed);
+    println!(
+        "| Cache: read-only file and directory | allow ({} ms) | same |",
+        run.elapsed.as_millis()
+    );
     let decision = run.decision();
     assert!(
         decision.contains("via=duo") || decision.contains("via=cache"),
@@ -394,6 +405,12 @@ fn cache_locked_past_the_busy_timeout_falls_back_to_duo() {
         .unwrap();
     let run = s.verify("alice", "push", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.elapsed < Duration::from_secs(8),
+        "busy timeout 5 s: {:?}",
+        run.elapsed
+    );
+    println!("| Cache: locked by another process past the 5 s busy timeout | allow via Duo ({} ms) | same |", run.elapsed.as_millis());
     assert!(run.stderr.contains("locked"), "{}", run.stderr);
     holder.execute_batch("COMMIT").unwrap();
 }

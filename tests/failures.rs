@@ -1,151 +1,7 @@
 //! Failure handling: unreachable or misbehaving Duo under both failmodes, bad input, bad config.
 
-use crate::fake_duo::{CertKind, FakeDuo, Fault, Sig};
 use crate::util::{self, write_private, Setup};
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
-
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn with_failmode(failmode: &str, extra: &str) -> Setup {
-    Setup::with(Sig::V5, &format!("failmode = \"{failmode}\"\n{extra}"))
-}
-
-#[test]
-fn unreachable_duo_follows_failmode() {
-    for (failmode, code) in [("secure", 1), ("safe", 0)] {
-        let s = with_failmode(failmode, "");
-        let text = std::fs::read_to_string(&s.config)
-            .unwrap()
-            .replace(&s.duo.host(), &format!("localhost:{}", closed_port()));
-        write_private(&s.config, &text);
-        let run = s.verify("alice", "push", &[]);
-        assert_eq!(run.code, code, "{failmode}: {}", run.stderr);
-        let line = run.decision();
-        assert!(line.contains("cannot connect"), "{line}");
-        assert!(
-            line.contains(&format!("failmode {failmode} applied")),
-            "{line}"
-        );
-        assert!(line.contains("via=failmode"), "{line}");
-    }
-}
-
-#[test]
-fn server_errors_follow_failmode() {
-    for status in [500, 503] {
-        for (failmode, code) in [("secure", 1), ("safe", 0)] {
-            let s = with_failmode(failmode, "");
-            s.duo.set_fault(Some(Fault::Status(status)));
-            let run = s.verify("alice", "push", &[]);
-            assert_eq!(run.code, code, "{status} {failmode}");
-            assert!(
-                run.decision().contains(&format!("HTTP {status}")),
-                "{}",
-                run.decision()
-            );
-        }
-    }
-}
-
-#[test]
-fn duo_fail_answers_deny_even_in_safe_mode() {
-    let s = with_failmode("safe", "");
-    let text = std::fs::read_to_string(&s.config).unwrap().replace(
-        crate::fake_duo::SKEY,
-        "WrongSecretKey0123456789abcdefghijklmnop",
-    );
-    write_private(&s.config, &text);
-    let run = s.verify("alice", "push", &[]);
-    assert_eq!(run.code, 1);
-    assert!(run.decision().contains("40103"), "{}", run.decision());
-}
-
-#[test]
-fn garbage_truncated_and_oversized_answers_deny_even_in_safe_mode() {
-    for fault in [Fault::Garbage, Fault::Truncated, Fault::Oversized(2 << 20)] {
-        let s = with_failmode("safe", "");
-        s.duo.set_fault(Some(fault.clone()));
-        let run = s.verify("alice", "push", &[]);
-        assert_eq!(run.code, 1, "{fault:?}: {}", run.stderr);
-        assert!(
-            run.decision().contains("via=duo"),
-            "{fault:?}: {}",
-            run.decision()
-        );
-    }
-}
-
-#[test]
-fn hanging_duo_times_out_and_follows_failmode() {
-    for fault in [Fault::Hang, Fault::HalfThenStall] {
-        for (failmode, code) in [("secure", 1), ("safe", 0)] {
-            let s = with_failmode(failmode, "timeout = 2");
-            s.duo.set_fault(Some(fault.clone()));
-            let run = s.verify("alice", "push", &[]);
-            assert_eq!(run.code, code, "{fault:?} {failmode}: {}", run.stderr);
-            assert!(run.decision().contains("timed out"), "{}", run.decision());
-            assert!(run.elapsed < Duration::from_secs(8), "{:?}", run.elapsed);
-        }
-    }
-}
-
-#[test]
-fn rate_limit_is_retried_honouring_retry_after() {
-    let s = Setup::new();
-    s.duo.set_fault(Some(Fault::RateLimit {
-        times: 1,
-        retry_after: Some(1),
-    }));
-    let run = s.verify("alice", "push", &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let reqs = s.duo.requests();
-    assert_eq!(reqs.len(), 3, "preauth (429), preauth, auth");
-    assert!(run.elapsed >= Duration::from_secs(1), "waited Retry-After");
-}
-
-#[test]
-fn endless_rate_limit_denies_as_too_many_attempts_within_timeout() {
-    let s = with_failmode("safe", "timeout = 3");
-    s.duo.set_fault(Some(Fault::RateLimit {
-        times: usize::MAX,
-        retry_after: None,
-    }));
-    let run = s.verify("alice", "push", &[]);
-    assert_eq!(run.code, 1);
-    assert!(
-        run.decision().contains("too many attempts"),
-        "{}",
-        run.decision()
-    );
-    assert!(run.elapsed < Duration::from_secs(4));
-    assert!(s.duo.requests().len() >= 2, "backed off and retried");
-}
-
-#[test]
-fn tls_failures_follow_failmode() {
-    for cert in [CertKind::OtherHost, CertKind::Expired, CertKind::UnknownCa] {
-        let duo = FakeDuo::start_with(Sig::V5, cert);
-        let s = Setup::around(duo, Sig::V5, "failmode = \"secure\"");
-        let run = s.verify("alice", "push", &[]);
-        assert_eq!(run.code, 1, "{cert:?}");
-        assert!(
-            run.decision().contains("TLS failure"),
-            "{cert:?}: {}",
-            run.decision()
-        );
-        assert_eq!(
-            s.duo.requests().len(),
-            0,
-            "nothing sent over a bad TLS session"
-        );
-        s.write_config(Sig::V5, "failmode = \"safe\"");
-        assert_eq!(s.verify("alice", "push", &[]).code, 0, "{cert:?} safe");
-    }
-}
 
 #[test]
 fn malformed_credential_files_deny_with_one_clear_line() {
@@ -176,6 +32,11 @@ fn malformed_credential_files_deny_with_one_clear_line() {
         std::fs::write(&cred, &bytes).unwrap();
         let run = s.verify_credfile(&cred, &[]);
         assert_eq!(run.code, 1, "{what}");
+        assert!(
+            run.elapsed < std::time::Duration::from_secs(1),
+            "{what}: {:?}",
+            run.elapsed
+        );
         let line = run.decision();
         assert!(line.contains(msg), "{what}: {line}");
         assert_eq!(

@@ -9,5 +9,6 @@ mod deferral;
 mod e2e;
 mod factors;
 mod failures;
+mod fault_matrix;
 mod man_pages;
 mod secrets;
