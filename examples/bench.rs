@@ -7,12 +7,14 @@
 
 #[path = "../tests/fake_duo.rs"]
 mod fake_duo;
+#[path = "support/mod.rs"]
+mod support;
 
 use fake_duo::{FakeDuo, Sig, User, IKEY, SKEY};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{binary, private};
 
 struct Ctx {
     bin: PathBuf,
@@ -307,29 +309,4 @@ fn rss_probe() {
         usage.assume_init()
     };
     println!("{}", usage.ru_maxrss);
-}
-
-fn binary() -> PathBuf {
-    let me = std::env::current_exe().expect("own path");
-    let bin = me
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("openvpn-auth-duo"))
-        .expect("target dir");
-    if !bin.exists() {
-        eprintln!(
-            "{} is missing: run `cargo build --release` first",
-            bin.display()
-        );
-        std::process::exit(1);
-    }
-    bin
-}
-
-fn private(path: &Path, text: &str) {
-    if let Some(d) = path.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    std::fs::write(path, text).expect("write");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }

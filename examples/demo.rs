@@ -6,12 +6,14 @@
 
 #[path = "../tests/fake_duo.rs"]
 mod fake_duo;
+#[path = "support/mod.rs"]
+mod support;
 
 use fake_duo::{Answer, FakeDuo, PreauthResult, Sig, User, IKEY, SKEY};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use support::{binary, private};
 
 fn main() {
     let bin = binary();
@@ -105,27 +107,4 @@ fn show(bin: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) {
     }
     let status = cmd.status().expect("run openvpn-auth-duo");
     println!("exit code {}\n", status.code().unwrap_or(-1));
-}
-
-/// The release binary next to this example (target/release/openvpn-auth-duo).
-fn binary() -> PathBuf {
-    let me = std::env::current_exe().expect("own path");
-    let bin = me
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("openvpn-auth-duo"))
-        .expect("target dir");
-    if !bin.exists() {
-        eprintln!(
-            "{} is missing: run `cargo build --release` first",
-            bin.display()
-        );
-        std::process::exit(1);
-    }
-    bin
-}
-
-fn private(path: &Path, text: &str) {
-    std::fs::write(path, text).expect("write");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }

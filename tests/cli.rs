@@ -1,7 +1,7 @@
 //! The subcommands people use: `check`, `test`, `--help`, `--version`.
 
 use crate::fake_duo::{Answer, Sig, User, SKEY};
-use crate::util::{self, write_private, Setup};
+use crate::util::{self, Setup};
 
 #[test]
 fn check_reports_ok_in_one_line() {
@@ -18,10 +18,7 @@ fn check_reports_ok_in_one_line() {
 #[test]
 fn check_names_a_bad_key() {
     let s = Setup::new();
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace(SKEY, "WrongSecretKey0123456789abcdefghijklmnop");
-    write_private(&s.config, &text);
+    s.edit_config(SKEY, "WrongSecretKey0123456789abcdefghijklmnop");
     let run = s.cmd(&["check"]);
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
@@ -31,15 +28,7 @@ fn check_names_a_bad_key() {
 #[test]
 fn check_names_unreachable_and_tls_failures() {
     let s = Setup::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace(&s.duo.host(), &format!("localhost:{port}"));
-    write_private(&s.config, &text);
+    s.point_at_closed_port();
     let run = s.cmd(&["check"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("Duo unreachable"), "{}", run.stderr);
@@ -54,10 +43,7 @@ fn check_names_unreachable_and_tls_failures() {
 #[test]
 fn check_names_a_bad_hostname() {
     let s = Setup::new();
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace(&s.duo.host(), "https://api-x.example.com/");
-    write_private(&s.config, &text);
+    s.edit_config(&s.duo.host(), "https://api-x.example.com/");
     let run = s.cmd(&["check"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("api_hostname"), "{}", run.stderr);
@@ -67,10 +53,7 @@ fn check_names_a_bad_hostname() {
 #[test]
 fn check_names_placeholder_keys() {
     let s = Setup::new();
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace(crate::fake_duo::IKEY, "DIXXXXXXXXXXXXXXXXXX");
-    write_private(&s.config, &text);
+    s.edit_config(crate::fake_duo::IKEY, "DIXXXXXXXXXXXXXXXXXX");
     let run = s.cmd(&["check"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("placeholder"), "{}", run.stderr);

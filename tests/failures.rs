@@ -71,11 +71,10 @@ fn bad_environment_values_deny() {
 #[test]
 fn unknown_config_key_names_key_and_line() {
     let s = Setup::new();
-    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+    s.edit_config(
         "mode = \"push_phone\"",
         "mode = \"push_phone\"\nfail_mode = \"safe\"",
     );
-    write_private(&s.config, &text);
     let run = s.verify("alice", "push", &[]);
     assert_eq!(run.code, 1);
     let line = run.decision();
@@ -105,11 +104,10 @@ fn secret_key_file_is_read_and_guarded() {
     let s = Setup::new();
     let secret = s.path("secret");
     write_private(&secret, &format!("{}\n", crate::fake_duo::SKEY));
-    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+    s.edit_config(
         &format!("secret_key = \"{}\"", crate::fake_duo::SKEY),
         &format!("secret_key_file = \"{}\"", secret.display()),
     );
-    write_private(&s.config, &text);
     std::fs::set_permissions(&s.config, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(
         s.verify("alice", "push", &[]).code,

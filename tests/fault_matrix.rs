@@ -3,7 +3,7 @@
 //! `--nocapture` to print the table with measured times.
 
 use crate::fake_duo::{CertKind, FakeDuo, Fault, Sig, User, SKEY};
-use crate::util::{write_private, Run, Setup};
+use crate::util::{Run, Setup};
 use std::time::Duration;
 
 const ALLOW: i32 = 0;
@@ -65,15 +65,7 @@ fn duo_connection_refused() {
         SECS_2,
         |fm| {
             let s = setup(fm, "");
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let text = std::fs::read_to_string(&s.config)
-                .unwrap()
-                .replace(&s.duo.host(), &format!("localhost:{port}"));
-            write_private(&s.config, &text);
+            s.point_at_closed_port();
             s.verify("alice", "push", &[])
         },
     );
@@ -238,10 +230,7 @@ fn duo_fail_answer_for_a_bad_key() {
         SECS_2,
         |fm| {
             let s = setup(fm, "");
-            let text = std::fs::read_to_string(&s.config)
-                .unwrap()
-                .replace(SKEY, "WrongSecretKey0123456789abcdefghijklmnop");
-            write_private(&s.config, &text);
+            s.edit_config(SKEY, "WrongSecretKey0123456789abcdefghijklmnop");
             s.verify("alice", "push", &[])
         },
     );

@@ -22,15 +22,11 @@ fn no_secret_reaches_any_output() {
     record(s.verify("alice", passcode, &[]));
     s.duo.set_fault(Some(Fault::Status(500)));
     record(s.verify("alice", passcode, &[]));
-    let wrong = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace(SKEY, "AnotherSecret0123456789abcdefghijklmnopq");
-    crate::util::write_private(&s.config, &wrong);
+    s.edit_config(SKEY, "AnotherSecret0123456789abcdefghijklmnopq");
     record(s.verify("alice", passcode, &[]));
     record(s.cmd(&["check"]));
     // A config error quoting the line must not quote the secret either.
-    let broken = wrong.replace("secret_key = \"", "secret_key = \"\n");
-    crate::util::write_private(&s.config, &broken);
+    s.edit_config("secret_key = \"", "secret_key = \"\n");
     record(s.verify("alice", passcode, &[]));
 
     let mut files = Vec::new();

@@ -251,3 +251,21 @@ pub fn background_pid(run: &Run) -> u32 {
         .parse()
         .expect("pid")
 }
+
+impl Setup {
+    /// Replaces text in the config file (keeping it private).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        assert!(text.contains(from), "{from:?} not in the config");
+        write_private(&self.config, &text.replace(from, to));
+    }
+
+    /// Points `api_hostname` at a loopback port nobody listens on.
+    pub fn point_at_closed_port(&self) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        self.edit_config(&self.duo.host(), &format!("localhost:{port}"));
+    }
+}
