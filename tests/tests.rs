@@ -10,5 +10,6 @@ mod e2e;
 mod factors;
 mod failures;
 mod fault_matrix;
+mod logging;
 mod man_pages;
 mod secrets;
