@@ -277,15 +277,32 @@ impl Config {
             (Some(s), None) if s.expose().is_empty() => {
                 return Err("[duo] secret_key is empty".into())
             }
-            (Some(s), None) if s.expose() == PLACEHOLDER_SKEY => {
-                return Err(
-                    "[duo] secret_key is still the example placeholder; copy the secret key from the Duo Admin Panel".into(),
-                )
-            }
             _ => {}
         }
-        if duo.integration_key == PLACEHOLDER_IKEY || duo.api_hostname == PLACEHOLDER_HOST {
-            return Err("[duo] integration_key and api_hostname are still the example placeholders; copy them from the Duo Admin Panel (Applications > your OpenVPN application)".into());
+        let placeholders: Vec<&str> = [
+            (duo.integration_key == PLACEHOLDER_IKEY, "integration_key"),
+            (
+                duo.secret_key
+                    .as_ref()
+                    .is_some_and(|s| s.expose() == PLACEHOLDER_SKEY),
+                "secret_key",
+            ),
+            (duo.api_hostname == PLACEHOLDER_HOST, "api_hostname"),
+        ]
+        .into_iter()
+        .filter_map(|(is, name)| is.then_some(name))
+        .collect();
+        if !placeholders.is_empty() {
+            let names = match placeholders.as_slice() {
+                [one] => format!("{one} is"),
+                [a, b] => format!("{a} and {b} are"),
+                [a, b, c, ..] => format!("{a}, {b} and {c} are"),
+                [] => String::new(),
+            };
+            let plural = if placeholders.len() > 1 { "s" } else { "" };
+            return Err(format!(
+                "[duo] {names} still the example placeholder{plural}; copy the values from the Duo Admin Panel (Applications > your OpenVPN application)"
+            ));
         }
         let ikey = &duo.integration_key;
         if ikey.len() != 20
@@ -473,6 +490,21 @@ api_hostname = "api-test.example.com"
             .contains("placeholder"));
         let timeout = format!("{MINIMAL}timeout = 0\n");
         assert!(Config::parse(&timeout).unwrap_err().contains("timeout"));
+    }
+
+    #[test]
+    fn all_placeholders_are_named_in_one_line() {
+        let example = MINIMAL
+            .replace("DITESTINTEGRATION001", PLACEHOLDER_IKEY)
+            .replace("0123456789012345678901234567890123456789", PLACEHOLDER_SKEY)
+            .replace("api-test.example.com", PLACEHOLDER_HOST);
+        let err = Config::parse(&example).unwrap_err();
+        assert!(
+            err.contains(
+                "integration_key, secret_key and api_hostname are still the example placeholders"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -105,15 +105,17 @@ impl Device {
             .find(|s| !s.is_empty())
             .cloned()
             .unwrap_or_else(|| self.device.clone());
-        let label: String = label.chars().filter(|c| !c.is_control()).take(80).collect();
-        format!(
-            "{} {label}",
-            if self.kind.is_empty() {
-                "device"
-            } else {
-                &self.kind
-            }
-        )
+        // Duo's text goes to a terminal: no control characters (escape sequences), bounded.
+        let printable = |s: &str, max: usize| -> String {
+            s.chars().filter(|c| !c.is_control()).take(max).collect()
+        };
+        let kind = printable(&self.kind, 32);
+        let kind = if kind.is_empty() {
+            "device".into()
+        } else {
+            kind
+        };
+        format!("{kind} {}", printable(&label, 80))
     }
 }
 
@@ -557,6 +559,18 @@ mod tests {
             ),
             "c3d2c91eaba8d1e9641cfd6f038249dd25b3922b408c6785394431bb5530572c4c1f91f1c6a3fc4b6b646d48b1bc92d8e370b1a8073e4cc467c49b44e66f97e5"
         );
+    }
+
+    #[test]
+    fn device_description_is_printable_and_bounded() {
+        // Found by the duo_preauth fuzz target: the device type reached the terminal raw.
+        let d: Device = serde_json::from_str(
+            r#"{"device":"D1","type":"\u001b[2J\u001b[31m","name":"x\u0007y"}"#,
+        )
+        .expect("device");
+        let text = d.describe();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert_eq!(text, "[2J[31m xy");
     }
 
     #[test]
