@@ -9,7 +9,7 @@ mod fake_duo;
 #[path = "support/mod.rs"]
 mod support;
 
-use fake_duo::{Answer, FakeDuo, PreauthResult, Sig, User, IKEY, SKEY};
+use fake_duo::{FakeDuo, PreauthResult, Sig, User, IKEY, SKEY};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -26,13 +26,7 @@ fn main() {
             ..User::default()
         },
     );
-    duo.set_user(
-        "bob",
-        User {
-            push: Answer::Deny,
-            ..User::default()
-        },
-    );
+    duo.set_user("bob", User::denying());
     duo.set_user(
         "carol",
         User {

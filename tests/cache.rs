@@ -1,6 +1,6 @@
 //! The reconnect cache: real SQLite files, the real binary, the fake Duo server.
 
-use crate::fake_duo::{Answer, PreauthResult, Sig, User};
+use crate::fake_duo::{PreauthResult, Sig, User};
 use crate::util::{self, Setup};
 use rusqlite::Connection;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -97,39 +97,23 @@ fn each_key_part_misses_when_it_differs() {
 #[test]
 fn optional_key_parts_and_ipv6_prefix() {
     let s = Setup::with(Sig::V5, "[cache]\nmatch_hwaddr = true\nipv6_prefix = 64");
-    let v6a = [
-        ("untrusted_ip", ""),
-        ("untrusted_ip6", "2001:db8:5:6:aaaa::1"),
-        ("IV_HWADDR", "00:11:22:33:44:55"),
-    ];
-    approve(&s, &v6a);
-    let rotated = [
-        ("untrusted_ip", ""),
-        ("untrusted_ip6", "2001:db8:5:6:bbbb::2"),
-        ("IV_HWADDR", "00:11:22:33:44:55"),
-    ];
-    assert!(s
-        .verify("alice", "", &rotated)
-        .decision()
-        .contains("via=cache"));
-    let other_mac = [
-        ("untrusted_ip", ""),
-        ("untrusted_ip6", "2001:db8:5:6:bbbb::2"),
-        ("IV_HWADDR", "66:77:88:99:aa:bb"),
-    ];
-    assert!(s
-        .verify("alice", "push", &other_mac)
-        .decision()
-        .contains("via=duo"));
-    let other_net = [
-        ("untrusted_ip", ""),
-        ("untrusted_ip6", "2001:db8:5:7::2"),
-        ("IV_HWADDR", "00:11:22:33:44:55"),
-    ];
-    assert!(s
-        .verify("alice", "push", &other_net)
-        .decision()
-        .contains("via=duo"));
+    // (IPv6 address, IV_HWADDR, password) → the decision line.
+    let login = |ip6: &str, mac: &str, pw: &str| {
+        let env = [
+            ("untrusted_ip", ""),
+            ("untrusted_ip6", ip6),
+            ("IV_HWADDR", mac),
+        ];
+        s.verify("alice", pw, &env).decision().to_string()
+    };
+    let mac = "00:11:22:33:44:55";
+    assert!(login("2001:db8:5:6:aaaa::1", mac, "push").contains("via=duo"));
+    assert!(
+        login("2001:db8:5:6:bbbb::2", mac, "").contains("via=cache"),
+        "privacy address rotated inside the /64"
+    );
+    assert!(login("2001:db8:5:6:bbbb::2", "66:77:88:99:aa:bb", "push").contains("via=duo"));
+    assert!(login("2001:db8:5:7::2", mac, "push").contains("via=duo"));
 }
 
 #[test]
@@ -205,13 +189,7 @@ fn bypass_and_failmode_allows_are_never_cached() {
     assert_eq!(rows, 0);
     // A denied push is not cached either, of course.
     s.duo.set_fault(None);
-    s.duo.set_user(
-        "alice",
-        User {
-            push: Answer::Deny,
-            ..User::default()
-        },
-    );
+    s.duo.set_user("alice", User::denying());
     assert_eq!(s.verify("alice", "push", &[]).code, 1);
     assert_eq!(s.verify("alice", "push", &[]).code, 1);
 }
@@ -320,13 +298,7 @@ fn corrupt_cache_is_moved_aside_and_duo_decides() {
 #[test]
 fn denied_user_with_corrupt_cache_stays_denied() {
     let s = Setup::new();
-    s.duo.set_user(
-        "alice",
-        User {
-            push: Answer::Deny,
-            ..User::default()
-        },
-    );
+    s.duo.set_user("alice", User::denying());
     std::fs::create_dir_all(s.path("cache")).unwrap();
     std::fs::write(cache_path(&s), b"garbage").unwrap();
     assert_eq!(s.verify("alice", "push", &[]).code, 1);
@@ -426,13 +398,7 @@ fn concurrent_invocations_share_the_cache_safely() {
         .unwrap_or(150);
     let s = Setup::new();
     approve(&s, &[]);
-    s.duo.set_user(
-        "mallory",
-        User {
-            push: Answer::Deny,
-            ..User::default()
-        },
-    );
+    s.duo.set_user("mallory", User::denying());
     for i in 0..count {
         s.duo.set_user(&format!("user{i}"), User::default());
     }

@@ -1,6 +1,6 @@
 //! The subcommands people use: `check`, `test`, `--help`, `--version`.
 
-use crate::fake_duo::{Answer, Sig, User, SKEY};
+use crate::fake_duo::{Sig, User, SKEY};
 use crate::util::{self, Setup};
 
 #[test]
@@ -73,13 +73,7 @@ fn test_subcommand_shows_progress_and_result() {
     assert!(run.stdout.contains("result: ALLOW"), "{}", run.stdout);
     assert_eq!(s.duo.calls("auth")[0].params["ipaddr"], "198.51.100.4");
 
-    s.duo.set_user(
-        "alice",
-        User {
-            push: Answer::Deny,
-            ..User::default()
-        },
-    );
+    s.duo.set_user("alice", User::denying());
     let run = s.cmd(&["test", "alice", "push"]);
     assert_eq!(run.code, 1);
     assert!(run.stdout.contains("result: DENY"), "{}", run.stdout);

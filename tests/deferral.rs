@@ -1,7 +1,7 @@
 //! Deferred authentication (OpenVPN 2.6 auth_control_file): the script exits 2 at once and a
 //! detached background process answers later.
 
-use crate::fake_duo::{Answer, Fault, Sig, User};
+use crate::fake_duo::{Fault, Sig, User};
 use crate::util::{self, background_pid, wait_until, ControlFiles, Setup};
 use std::time::Duration;
 
@@ -79,13 +79,7 @@ fn push_is_deferred_and_answered_in_the_control_file() {
 #[test]
 fn denied_push_writes_reason_then_zero() {
     let s = Setup::new();
-    s.duo.set_user(
-        "alice",
-        User {
-            push: Answer::Deny,
-            ..User::default()
-        },
-    );
+    s.duo.set_user("alice", User::denying());
     let files = ControlFiles::new(&s, "a");
     assert_eq!(verify_deferrable(&s, "alice", "push", &files).code, 2);
     assert_eq!(files.answer(Duration::from_secs(10)).as_deref(), Some("0"));

@@ -69,6 +69,17 @@ impl Default for User {
     }
 }
 
+impl User {
+    /// A user who denies every push and call.
+    pub fn denying() -> User {
+        User {
+            push: Answer::Deny,
+            phone: Answer::Deny,
+            ..User::default()
+        }
+    }
+}
+
 /// A Duo device entry as preauth lists it.
 pub fn phone_device(id: &str, name: &str, push: bool) -> Value {
     let mut caps = vec!["auto", "sms", "phone"];

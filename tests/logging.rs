@@ -1,6 +1,6 @@
 //! The decision line reaches syslog (ident openvpn-auth-duo, the configured facility).
 
-use crate::fake_duo::{Answer, User};
+use crate::fake_duo::User;
 use crate::util::Setup;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -49,13 +49,7 @@ fn decision_lines_reach_syslog_with_facility_and_severity() {
     );
 
     s.edit_config("facility = \"authpriv\"", "facility = \"auth\"");
-    s.duo.set_user(
-        "bob",
-        User {
-            push: Answer::Deny,
-            ..User::default()
-        },
-    );
+    s.duo.set_user("bob", User::denying());
     assert_eq!(s.verify("bob", "push", &[]).code, 1);
     let msg = recv();
     // auth (4) * 8 + warning (4) = 36

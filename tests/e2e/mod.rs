@@ -5,7 +5,7 @@
 
 mod harness;
 
-use crate::fake_duo::{Answer, PreauthResult, User};
+use crate::fake_duo::{PreauthResult, User};
 use base64::Engine as _;
 use harness::{Outcome, Vpn};
 use std::time::Duration;
@@ -43,13 +43,7 @@ fn push_denied_sends_auth_failed_with_reason_to_client() {
     let Some(mut vpn) = Vpn::start(2, "") else {
         return;
     };
-    vpn.duo_user(
-        "alice",
-        User {
-            push: Answer::Deny,
-            ..User::default()
-        },
-    );
+    vpn.duo_user("alice", User::denying());
     let c = vpn.client("alice-laptop", "alice", "push");
     let line = vpn.expect_auth_failed(&c);
     assert!(
