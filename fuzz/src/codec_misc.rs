@@ -225,8 +225,10 @@ fn check_iso8601(unix: i64) {
 pub fn check(input: &Input) {
     check_hex(&input.bytes);
     check_percent(&input.text);
-    check_canonical(&input.params);
-    check_json(&input.params);
+    // Duo requests carry a handful of parameters; hundreds only make the sorts slow to fuzz.
+    let params = &input.params[..input.params.len().min(32)];
+    check_canonical(params);
+    check_json(params);
     check_http_date(input.unix);
     check_iso8601(input.signed);
     // The range callers can reach: unix seconds (signed or not) divided into days.
