@@ -384,7 +384,12 @@ fn check_hostname(host: &str) -> Result<(), String> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+    // All digits: `str::parse::<u16>` would also take "+443", which no URL accepts.
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|p| p != 0)
+    });
     if !name_ok || !port_ok {
         return Err(format!(
             "[duo] api_hostname {host:?} is not a valid host[:port]"
@@ -488,6 +493,13 @@ api_hostname = "api-test.example.com"
         assert!(Config::parse(&placeholder)
             .unwrap_err()
             .contains("placeholder"));
+        let plus_port = MINIMAL.replace("api-test.example.com", "api-test.example.com:+443");
+        assert!(
+            Config::parse(&plus_port)
+                .unwrap_err()
+                .contains("api_hostname"),
+            "found by the config fuzz target"
+        );
         let timeout = format!("{MINIMAL}timeout = 0\n");
         assert!(Config::parse(&timeout).unwrap_err().contains("timeout"));
     }
