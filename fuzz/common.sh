@@ -1,14 +1,18 @@
 # Shared by ci-smoke.sh and long-run.sh (sourced, not run).
 #
-# cargo-fuzz passes -Z flags to rustc, which a stable toolchain accepts only with
-# RUSTC_BOOTSTRAP=1; that is all it takes for cargo-fuzz to work on stable here.
+# No nightly toolchain needed. Without a sanitizer, cargo-fuzz passes rustc only stable flags
+# (-C passes=sancov-module, -C llvm-args=..., --cfg fuzzing), so stable builds it as is. With one
+# it adds -Zsanitizer=..., which stable accepts only with RUSTC_BOOTSTRAP=1, set below then.
 # The sanitizer defaults to none: the crate is #![deny(unsafe_code)] and the parsers are safe
 # Rust, so AddressSanitizer finds nothing the panics and assertions would not, at half the speed.
-# FUZZ_SANITIZER=address turns it on.
+# FUZZ_SANITIZER=address turns it on. (RUSTC_BOOTSTRAP changes cargo's fingerprints, so switching
+# between the two rebuilds everything.)
 
 FUZZ_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-export RUSTC_BOOTSTRAP=1
 SANITIZER=${FUZZ_SANITIZER:-none}
+if [ "$SANITIZER" != none ]; then
+  export RUSTC_BOOTSTRAP=1
+fi
 
 # Every target, in the order they run.
 TARGETS=(credfile factor env config duo_preauth duo_auth_result codec_base64 codec_misc)

@@ -8,8 +8,7 @@
 # FUZZ_MAX_SECONDS=600 caps each target's time (for slow targets; the table shows the executions
 # actually done). libFuzzer stops a target at its first crash, so "crashes" is 0 or 1; the input
 # is saved under fuzz/artifacts/<target>/ and the log under fuzz/artifacts/logs/.
-# FUZZ_TOLERATE=describe-kind steps over a known, reported bug (see src/lib.rs). Run under
-# `nice -n 10` on a shared machine. Exits non-zero when any target crashed.
+# Run under `nice -n 10` on a shared machine. Exits non-zero when any target crashed.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 

@@ -46,6 +46,11 @@ fn check_ok(text: &str, c: &Config) {
     assert!(host
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b)));
+    // What check() accepts must be usable: the client puts it into https://HOST/path as is.
+    let url = format!("https://{}/auth/v2/check", host.to_ascii_lowercase());
+    if let Err(e) = ureq::get(&url).request_url() {
+        panic!("api_hostname {host:?} passes check() but {url:?} is no URL ({e})");
+    }
     assert!((1..=300).contains(&duo.timeout));
     for s in [&duo.push_type, &duo.server_name, &c.cache.instance]
         .into_iter()

@@ -50,22 +50,6 @@ pub fn valid_text(raw: &[u8], max: usize) -> Option<&str> {
     Some(s)
 }
 
-/// Known bugs, reported but not yet fixed in `src/`, that a long run may step over so it can look
-/// for others: `FUZZ_TOLERATE=id,id`. CI sets nothing, so each still fails there.
-pub fn tolerated(id: &str) -> bool {
-    static LIST: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    LIST.get_or_init(|| {
-        std::env::var("FUZZ_TOLERATE")
-            .unwrap_or_default()
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    })
-    .iter()
-    .any(|t| t == id)
-}
-
 /// The input as text: invalid UTF-8 becomes U+FFFD, so every input exercises the parser.
 pub fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(data)
