@@ -379,11 +379,17 @@ fn check_hostname(host: &str) -> Result<(), String> {
         Some((n, p)) => (n, Some(p)),
         None => (host, None),
     };
-    let name_ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    // DNS labels of 1-63 letters, digits and inner hyphens: anything else would either fail to
+    // form the https:// URL later or be a host Duo never uses.
+    let name_ok = name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
     // All digits: `str::parse::<u16>` would also take "+443", which no URL accepts.
     let port_ok = port.is_none_or(|p| {
         !p.is_empty()
@@ -500,6 +506,16 @@ api_hostname = "api-test.example.com"
                 .contains("api_hostname"),
             "found by the config fuzz target"
         );
+        for bad in [
+            "api..example.com",
+            ".example.com",
+            "-api.example.com",
+            "api-.example.com",
+            "api.example.com.",
+        ] {
+            let text = MINIMAL.replace("api-test.example.com", bad);
+            assert!(Config::parse(&text).is_err(), "{bad} accepted");
+        }
         let timeout = format!("{MINIMAL}timeout = 0\n");
         assert!(Config::parse(&timeout).unwrap_err().contains("timeout"));
     }
