@@ -29,7 +29,11 @@ fn unhex(d: u8) -> u8 {
 fn check_hex(bytes: &[u8]) {
     let h = hex(bytes);
     assert_eq!(h.len(), bytes.len() * 2);
-    assert!(h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{h}");
+    assert!(
+        h.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{h}"
+    );
     let back: Vec<u8> = h
         .as_bytes()
         .chunks(2)
@@ -51,7 +55,8 @@ fn percent_decode(s: &str) -> Vec<u8> {
         if b[i] == b'%' {
             let (h, l) = (b[i + 1], b[i + 2]);
             assert!(
-                (h.is_ascii_digit() || h.is_ascii_uppercase()) && (l.is_ascii_digit() || l.is_ascii_uppercase()),
+                (h.is_ascii_digit() || h.is_ascii_uppercase())
+                    && (l.is_ascii_digit() || l.is_ascii_uppercase()),
                 "escape not upper-case hex in {s:?}"
             );
             let byte = unhex(h) << 4 | unhex(l);
@@ -73,7 +78,10 @@ fn check_percent(text: &str) {
 }
 
 fn check_canonical(params: &[(String, String)]) {
-    let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let refs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let canon = canonical_params(&refs);
     if params.is_empty() {
         assert_eq!(canon, "");
@@ -119,7 +127,11 @@ fn python_json_string(s: &str) -> String {
                     out += &format!("\\u{n:04x}");
                 } else {
                     let v = n - 0x10000;
-                    out += &format!("\\u{:04x}\\u{:04x}", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff));
+                    out += &format!(
+                        "\\u{:04x}\\u{:04x}",
+                        0xd800 + (v >> 10),
+                        0xdc00 + (v & 0x3ff)
+                    );
                 }
             }
         }
@@ -129,7 +141,10 @@ fn python_json_string(s: &str) -> String {
 }
 
 fn check_json(params: &[(String, String)]) {
-    let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let refs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let json = duo_json(&refs);
     assert!(json.is_ascii(), "{json:?}");
     // Python: sort_keys=True, separators=(',', ':'); a dict keeps one value a key, so compare
@@ -177,12 +192,28 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 fn month_len(y: i64, m: u32) -> u32 {
     let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][(m - 1) as usize]
+    [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][(m - 1) as usize]
 }
 
 fn check_civil(days: i64) {
     let (y, m, d) = civil_from_days(days);
-    assert!((1..=12).contains(&m) && d >= 1 && d <= month_len(y, m), "{days} -> {y}-{m}-{d}");
+    assert!(
+        (1..=12).contains(&m) && d >= 1 && d <= month_len(y, m),
+        "{days} -> {y}-{m}-{d}"
+    );
     assert_eq!(days_from_civil(y, m, d), days, "{days} -> {y}-{m}-{d}");
 }
 
@@ -215,7 +246,11 @@ fn check_iso8601(unix: i64) {
     assert!(year.len() >= 4, "{s:?}");
     let y: i64 = year.parse().expect("year");
     let b = rest.as_bytes();
-    assert_eq!((b[0], b[3], b[6], b[9], b[12], b[15]), (b'-', b'-', b'T', b':', b':', b'Z'), "{s:?}");
+    assert_eq!(
+        (b[0], b[3], b[6], b[9], b[12], b[15]),
+        (b'-', b'-', b'T', b':', b':', b'Z'),
+        "{s:?}"
+    );
     let n = |r: std::ops::Range<usize>| -> i128 { rest[r].parse().expect("number") };
     let days = i128::from(days_from_civil(y, n(1..3) as u32, n(4..6) as u32));
     let back = days * 86_400 + n(7..9) * 3600 + n(10..12) * 60 + n(13..15);

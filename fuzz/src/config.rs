@@ -14,7 +14,11 @@ fn secret_in(text: &str) -> Option<String> {
 
 /// A stand-in for the secret, as long, made of letters no message or Debug output contains.
 fn canary_for(secret: &str) -> String {
-    "Zq7Xk3Vw".chars().cycle().take(secret.chars().count()).collect()
+    "Zq7Xk3Vw"
+        .chars()
+        .cycle()
+        .take(secret.chars().count())
+        .collect()
 }
 
 /// Whether the message shows the secret because of the secret: the same text with the secret
@@ -40,7 +44,9 @@ fn check_ok(text: &str, c: &Config) {
     assert!(duo.secret_key.is_some() != duo.secret_key_file.is_some());
     let ikey = duo.integration_key.as_bytes();
     assert!(ikey.len() == 20 && ikey.starts_with(b"DI"));
-    assert!(ikey.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+    assert!(ikey
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
     let host = &duo.api_hostname;
     assert!(!host.is_empty() && !host.contains('/'), "{host:?}");
     assert!(host
@@ -77,7 +83,10 @@ fn check_ok(text: &str, c: &Config) {
             if !text.contains(&canary) {
                 if let Ok(c2) = Config::parse(&text.replacen(secret, &canary, 1)) {
                     let debug2 = format!("{c2:?}");
-                    assert!(!debug2.contains(&canary), "Debug of Config shows the secret: {debug2}");
+                    assert!(
+                        !debug2.contains(&canary),
+                        "Debug of Config shows the secret: {debug2}"
+                    );
                 }
             }
         }
@@ -100,7 +109,10 @@ pub fn check(data: &[u8]) {
                 assert!((1..=lines).contains(&n), "line {n} of {lines} in {msg:?}");
             }
             if let Some(secret) = secret_in(&text) {
-                assert!(!leaks_secret(&text, &msg, &secret), "config error {msg:?} shows the secret");
+                assert!(
+                    !leaks_secret(&text, &msg, &secret),
+                    "config error {msg:?} shows the secret"
+                );
             }
         }
     }

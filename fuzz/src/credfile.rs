@@ -48,7 +48,10 @@ pub fn check(data: &[u8]) {
             assert!(!c.password.expose().chars().any(char::is_control));
             assert_eq!(
                 format!("{c:?}"),
-                format!("Credentials {{ username: {:?}, password: Secret([redacted]) }}", c.username),
+                format!(
+                    "Credentials {{ username: {:?}, password: Secret([redacted]) }}",
+                    c.username
+                ),
                 "Debug of Credentials shows more than the username"
             );
 

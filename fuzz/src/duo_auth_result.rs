@@ -12,7 +12,10 @@ pub fn check(data: &[u8]) {
     if let (Ok(a), Some(v)) = (result, json) {
         let response = &v["response"];
         if response.is_object() {
-            assert_eq!(response.get("result").and_then(Value::as_str), Some(a.result.as_str()));
+            assert_eq!(
+                response.get("result").and_then(Value::as_str),
+                Some(a.result.as_str())
+            );
             let status = response.get("status").and_then(Value::as_str).unwrap_or("");
             assert_eq!(status, a.status);
         }

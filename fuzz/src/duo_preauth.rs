@@ -23,10 +23,20 @@ pub fn check_envelope<T>(data: &[u8], result: &Result<T, Error>) -> Option<Value
             let Error::Duo(msg) = e else {
                 panic!("parse_response gave {e:?}, not Error::Duo");
             };
-            assert!(!msg.chars().any(char::is_control), "control character in {msg:?}");
-            let stat = json.as_ref().and_then(|v| v.get("stat")).and_then(Value::as_str);
+            assert!(
+                !msg.chars().any(char::is_control),
+                "control character in {msg:?}"
+            );
+            let stat = json
+                .as_ref()
+                .and_then(|v| v.get("stat"))
+                .and_then(Value::as_str);
             if stat == Some("FAIL") && msg.starts_with("Duo refused") {
-                assert!(msg.chars().count() <= 300, "FAIL message of {} chars", msg.len());
+                assert!(
+                    msg.chars().count() <= 300,
+                    "FAIL message of {} chars",
+                    msg.len()
+                );
             }
             if msg.starts_with("unexpected stat") {
                 // 40 characters of Duo's text, each at most 10 once escaped (`\u{10ffff}`).
@@ -48,7 +58,10 @@ pub fn check(data: &[u8]) {
         for d in &p.devices {
             let text = d.describe();
             // Shown on a terminal by `test`: found printing Duo's `type` raw (fixed in 528cfc0).
-            assert!(!text.chars().any(char::is_control), "describe() gives {text:?}");
+            assert!(
+                !text.chars().any(char::is_control),
+                "describe() gives {text:?}"
+            );
             // "<type> <label>", the label at most 80 characters. Checked only for a plain type, so
             // that a fix which filters or shortens odd types does not trip this check.
             let plain = d.kind.chars().count() <= 32 && !d.kind.chars().any(char::is_control);
@@ -58,7 +71,11 @@ pub fn check(data: &[u8]) {
                     .strip_prefix(kind)
                     .and_then(|t| t.strip_prefix(' '))
                     .unwrap_or_else(|| panic!("{text:?} does not start with {kind:?}"));
-                assert!(label.chars().count() <= 80, "label of {} chars", label.chars().count());
+                assert!(
+                    label.chars().count() <= 80,
+                    "label of {} chars",
+                    label.chars().count()
+                );
             }
             for cap in &d.capabilities {
                 assert!(d.can(cap));

@@ -75,7 +75,8 @@ fn oracle(vars: &BTreeMap<String, Vec<u8>>) -> Option<Expected<'_>> {
 }
 
 fn os_str(o: &Option<std::path::PathBuf>) -> Option<&str> {
-    o.as_deref().map(|p| p.to_str().expect("validated paths are UTF-8"))
+    o.as_deref()
+        .map(|p| p.to_str().expect("validated paths are UTF-8"))
 }
 
 pub fn check(data: &[u8]) {
@@ -86,7 +87,10 @@ pub fn check(data: &[u8]) {
         vars.get(name).map(|v| OsString::from_vec(v.clone()))
     });
     for name in asked.borrow().iter() {
-        assert!(ENV_VARS.contains(&name.as_str()), "reads {name:?}, not in ENV_VARS");
+        assert!(
+            ENV_VARS.contains(&name.as_str()),
+            "reads {name:?}, not in ENV_VARS"
+        );
     }
     let want = oracle(&vars);
     match result {
@@ -102,7 +106,10 @@ pub fn check(data: &[u8]) {
             assert_eq!(env.config.as_deref(), t["config"]);
             assert_eq!(env.dev.as_deref(), t["dev"]);
             assert_eq!(os_str(&env.auth_control_file), t["auth_control_file"]);
-            assert_eq!(os_str(&env.auth_failed_reason_file), t["auth_failed_reason_file"]);
+            assert_eq!(
+                os_str(&env.auth_failed_reason_file),
+                t["auth_failed_reason_file"]
+            );
             assert_eq!(os_str(&env.auth_pending_file), t["auth_pending_file"]);
             assert_eq!(env.ip, w.ip);
             assert_eq!(env.port, w.port);
@@ -110,7 +117,11 @@ pub fn check(data: &[u8]) {
                 assert!(s.len() <= MAX_ENV_VALUE && !s.chars().any(char::is_control));
             }
             if let Some(ip) = env.ip_string() {
-                assert_eq!(ip.parse::<IpAddr>().ok(), env.ip, "ip_string does not round-trip");
+                assert_eq!(
+                    ip.parse::<IpAddr>().ok(),
+                    env.ip,
+                    "ip_string does not round-trip"
+                );
             }
         }
         Err(e) => {

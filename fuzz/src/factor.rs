@@ -41,7 +41,8 @@ pub fn oracle_text(text: &str) -> Factor {
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
         return Factor::Passcode(Secret::new(t.to_owned()));
     }
-    let words: [(&str, fn(Option<u32>) -> Factor); 3] = [
+    type Make = fn(Option<u32>) -> Factor;
+    let words: [(&str, Make); 3] = [
         ("push", Factor::Push),
         ("phone", Factor::Phone),
         ("sms", Factor::Sms),
@@ -98,7 +99,10 @@ pub fn check_password(field: &str) -> Option<Factor> {
             Some(f)
         }
         Err(e) => {
-            assert!(want.is_none(), "parse_factor({field:?}) failed ({e}), expected {want:?}");
+            assert!(
+                want.is_none(),
+                "parse_factor({field:?}) failed ({e}), expected {want:?}"
+            );
             assert!(matches!(e, Error::Input(_)), "wrong error kind {e:?}");
             assert_not_leaked("factor error", &e.to_string(), field.as_bytes());
             None
@@ -112,12 +116,19 @@ pub fn check(data: &[u8]) {
 
     // The same text as a static-challenge response must give the factor the text gives on its own
     // (SCRV1 takes the whole response, no comma rule), whatever the password part holds.
-    let scrv1 = format!("SCRV1:{}:{}", base64_encode(data), base64_encode(field.as_bytes()));
+    let scrv1 = format!(
+        "SCRV1:{}:{}",
+        base64_encode(data),
+        base64_encode(field.as_bytes())
+    );
     let via_scrv1 = check_password(&scrv1);
     if valid_text(field.as_bytes(), MAX_PASSWORD).is_some() {
         assert_eq!(via_scrv1, Some(oracle_text(&field)), "SCRV1 of {field:?}");
     } else {
-        assert_eq!(via_scrv1, None, "SCRV1 accepted a response with control characters");
+        assert_eq!(
+            via_scrv1, None,
+            "SCRV1 accepted a response with control characters"
+        );
     }
 
     // `password,FACTOR`: the text after the last comma decides.
