@@ -401,6 +401,16 @@ fn check_hostname(host: &str) -> Result<(), String> {
             "[duo] api_hostname {host:?} is not a valid host[:port]"
         ));
     }
+    // The Duo client builds https://HOST/…; what its URL parser refuses (a numeric last label
+    // read as IPv4, bad punycode) would otherwise surface at login time.
+    if ureq::get(&format!("https://{}/", host.to_ascii_lowercase()))
+        .request_url()
+        .is_err()
+    {
+        return Err(format!(
+            "[duo] api_hostname {host:?} is not a valid host[:port]"
+        ));
+    }
     Ok(())
 }
 
@@ -533,6 +543,31 @@ api_hostname = "api-test.example.com"
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn api_hostname_must_form_the_client_url() {
+        // Found by the config fuzz target: each passed the byte and label rules, but the URL
+        // parser refuses it, so every login was "Duo unavailable" and failmode = safe let it in.
+        for host in [
+            "a.78",
+            "256.0.0.1",
+            "1.2.3.4.5",
+            "a.0x1",
+            "xn--a",
+            "xn--zz.com",
+        ] {
+            let text = MINIMAL.replace("api-test.example.com", host);
+            assert!(Config::parse(&text).is_err(), "{host} accepted");
+        }
+        for host in [
+            "api-1234abcd.duosecurity.com",
+            "api-test.example.com:8443",
+            "1.2.3.4",
+        ] {
+            let text = MINIMAL.replace("api-test.example.com", host);
+            assert!(Config::parse(&text).is_ok(), "{host} refused");
+        }
     }
 
     #[test]

@@ -155,14 +155,14 @@ struct Envelope {
 /// Parses a Duo JSON answer (`stat` OK/FAIL) into the endpoint's response type.
 pub fn parse_response<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
     let env: Envelope = serde_json::from_slice(body)
-        .map_err(|e| Error::Duo(format!("unparseable response from Duo ({e})")))?;
+        .map_err(|e| Error::Duo(format!("unparseable response from Duo ({})", bounded(&e))))?;
     match env.stat.as_str() {
         "OK" => {
             let response = env
                 .response
                 .ok_or_else(|| Error::Duo("Duo answered OK without a response".into()))?;
             serde_json::from_value(response)
-                .map_err(|e| Error::Duo(format!("unexpected response from Duo ({e})")))
+                .map_err(|e| Error::Duo(format!("unexpected response from Duo ({})", bounded(&e))))
         }
         "FAIL" => Err(fail_error(&env)),
         other => Err(Error::Duo(format!(
@@ -170,6 +170,15 @@ pub fn parse_response<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Er
             other.chars().take(40).collect::<String>()
         ))),
     }
+}
+
+/// serde's message can quote a whole (up to 256 KiB) string from Duo: keep log lines short.
+fn bounded(e: &serde_json::Error) -> String {
+    e.to_string()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
 }
 
 fn fail_error(env: &Envelope) -> Error {
@@ -408,6 +417,17 @@ fn transport_error(t: &ureq::Transport, host: &str) -> Error {
         source = s.source();
     }
     let lower = detail.to_ascii_lowercase();
+    if t.kind() == ureq::ErrorKind::InvalidUrl {
+        // Our own configuration is wrong, not Duo unreachable: never let failmode safe allow.
+        let detail: String = detail
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        return Error::Config(format!(
+            "cannot form a Duo URL from api_hostname {host:?} ({detail})"
+        ));
+    }
     let what = match t.kind() {
         ureq::ErrorKind::Dns => format!("cannot resolve {host}"),
         _ if lower.contains("certificate") || lower.contains("tls") => {
@@ -590,5 +610,14 @@ mod tests {
             parse_response::<Preauth>(br#"{"stat":"OK","response":{"nope":1}}"#),
             Err(Error::Duo(_))
         ));
+        // Found by fuzzing: a wrongly typed field came back whole inside the error.
+        let long = format!(
+            r#"{{"stat":"OK","response":{{"result":"auth","devices":"{}"}}}}"#,
+            "x".repeat(100_000)
+        );
+        match parse_response::<Preauth>(long.as_bytes()) {
+            Err(Error::Duo(m)) => assert!(m.len() < 300, "{} bytes", m.len()),
+            other => panic!("{other:?}"),
+        }
     }
 }
