@@ -114,13 +114,6 @@ pub struct Entry {
     pub expires: i64,
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl Cache {
     /// Opens (creating if needed) the cache file. A corrupt file is moved aside and replaced.
     /// Returns the cache if usable, and a one-line note for the log when something was wrong.
@@ -402,7 +395,7 @@ fn hand_to_directory_owner(path: &Path) {
 /// Moves a corrupt cache (and its WAL files) aside instead of deleting it.
 fn move_aside(path: &Path) -> Result<PathBuf, String> {
     let mut aside = path.as_os_str().to_owned();
-    aside.push(format!(".corrupt-{}", now()));
+    aside.push(format!(".corrupt-{}", crate::unix_now()));
     let aside = PathBuf::from(aside);
     std::fs::rename(path, &aside).map_err(|e| {
         format!(

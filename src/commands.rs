@@ -1,22 +1,22 @@
 //! What each invocation does: verify (OpenVPN), `check` and `test` (people).
 
-use crate::cache::{self, Cache};
+use crate::cache::Cache;
 use crate::cli::{CacheAction, Cli, Command};
 use crate::codec::iso8601;
 use crate::config::{Config, FailMode};
-use crate::credentials::{self, text_field, Credentials, Secret, Username};
+use crate::credentials::{self, Credentials};
 use crate::duo::Client;
 use crate::error::Error;
 use crate::log::Level;
 use crate::log::{self, Log};
 use crate::openvpn::Env;
-use crate::openvpn::{spawn_background, write_answer, Handover};
+use crate::openvpn::{spawn_background, write_answer, write_failed_reason, Handover};
 use crate::{ask_duo, decide, log_decision, prepare, Attempt, Step, Verdict};
 use crate::{EXIT_DEFERRED, EXIT_DENY};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub fn dispatch(cli: Result<Cli, i32>) -> i32 {
     let cli = match cli {
@@ -57,7 +57,7 @@ fn cache_command(config_path: &Path, action: CacheAction) -> i32 {
                 eprintln!("openvpn-auth-duo: {note}");
             }
             let cache = cache.ok_or_else(|| note.unwrap_or_default())?;
-            let now = cache::now();
+            let now = crate::unix_now();
             match action {
                 CacheAction::List => {
                     println!("user\tcommon_name\tip\tapproved_at\tlast_used\texpires\tstate");
@@ -152,8 +152,8 @@ fn verify(config_path: &Path, credfile: Option<&Path>) -> i32 {
         }
     };
     log_decision(&log, &attempt, &verdict);
-    if let Ok(env) = &env {
-        write_failed_reason(env, &verdict);
+    if let (Ok(env), false) = (&env, verdict.allow) {
+        write_failed_reason(env, &verdict.client_reason);
     }
     verdict.exit_code()
 }
@@ -204,45 +204,33 @@ fn background(config_path: &Path) -> i32 {
                     Error::DuoUnavailable(format!("no answer within the {timeout} s timeout")),
                     failmode,
                 );
-                let log = Log::new(id, Some(&log_cfg), false);
-                log_decision(&log, &attempt, &verdict);
-                let _ = write_answer(&env, verdict.allow, &verdict.client_reason);
+                finish(
+                    &Log::new(id, Some(&log_cfg), false),
+                    &attempt,
+                    &env,
+                    &verdict,
+                );
                 std::process::exit(0);
             }
         });
     }
-    let creds = Username::parse("username", handover.username.as_bytes()).and_then(|u| {
-        text_field(
-            "password",
-            handover.password.as_bytes(),
-            credentials::MAX_PASSWORD,
-        )
-        .map(|p| Credentials {
-            username: u,
-            password: Secret::new(p),
-        })
-    });
+    let creds = Credentials::parse(handover.username.as_bytes(), handover.password.as_bytes());
     let verdict = match (&config, creds) {
         (Err(e), _) => Verdict::from_error(e.clone(), None),
         (Ok(c), Err(e)) => Verdict::from_error(e, Some(c.duo.failmode)),
         (Ok(c), Ok(creds)) => decide(c, &creds, &env, &mut attempt, &log, &|_| {}),
     };
     if !answered.swap(true, Ordering::SeqCst) {
-        log_decision(&log, &attempt, &verdict);
-        if let Err(e) = write_answer(&env, verdict.allow, &verdict.client_reason) {
-            log.write(Level::Error, &e.to_string());
-        }
+        finish(&log, &attempt, &env, &verdict);
     }
     0
 }
 
-/// OpenVPN sends this file's bytes to the client as `AUTH_FAILED,<text>`; no trailing newline.
-pub fn write_failed_reason(env: &Env, verdict: &Verdict) {
-    if verdict.allow || verdict.client_reason.is_empty() {
-        return;
-    }
-    if let Some(path) = &env.auth_failed_reason_file {
-        let _ = std::fs::write(path, verdict.client_reason.as_bytes());
+/// Logs a deferred login's decision and answers OpenVPN with it.
+fn finish(log: &Log, attempt: &Attempt, env: &Env, verdict: &Verdict) {
+    log_decision(log, attempt, verdict);
+    if let Err(e) = write_answer(env, verdict.allow, &verdict.client_reason) {
+        log.write(Level::Error, &e.to_string());
     }
 }
 
@@ -275,11 +263,7 @@ fn check_inner(config_path: &Path) -> Result<String, String> {
         Error::DuoUnavailable(m) => format!("Duo unreachable: {m}"),
         other => other.to_string(),
     })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let skew = now - duo_time;
+    let skew = crate::unix_now() - duo_time;
     if skew.abs() > 60 {
         return Err(format!(
             "clock skew: this machine's clock is {skew:+} s off Duo's; Duo rejects signatures from skewed clocks, fix NTP"
@@ -306,17 +290,7 @@ fn test(config_path: &Path, username: &str, password_field: String, env: Env) ->
     };
     let log = Log::new(log::new_id(), Some(&config.log), true);
     let mut attempt = Attempt::from_env(&env);
-    let creds = Username::parse("username", username.as_bytes()).and_then(|u| {
-        text_field(
-            "password field",
-            password_field.as_bytes(),
-            credentials::MAX_PASSWORD,
-        )
-        .map(|p| Credentials {
-            username: u,
-            password: Secret::new(p),
-        })
-    });
+    let creds = Credentials::parse(username.as_bytes(), password_field.as_bytes());
     let verdict = match creds {
         Ok(creds) => {
             attempt.user = Some(creds.username.to_string());

@@ -65,6 +65,16 @@ pub struct Credentials {
     pub password: Secret,
 }
 
+impl Credentials {
+    /// Validates a username and password field from any source (file, env, hand-over, CLI).
+    pub fn parse(user: &[u8], pass: &[u8]) -> Result<Credentials, Error> {
+        Ok(Credentials {
+            username: Username::parse("username", user)?,
+            password: Secret(text_field("password", pass, MAX_PASSWORD)?),
+        })
+    }
+}
+
 /// Validates one untrusted text field: bounded length, no NUL, UTF-8, no control characters.
 /// The message names the field and the problem, never the content.
 pub fn text_field(what: &str, raw: &[u8], max: usize) -> Result<String, Error> {
@@ -126,10 +136,7 @@ pub fn parse_credfile(buf: &[u8]) -> Result<Credentials, Error> {
             "credential file has more than two lines (expected username and password lines)".into(),
         ));
     }
-    Ok(Credentials {
-        username: Username::parse("username", user)?,
-        password: Secret(text_field("password", pass, MAX_PASSWORD)?),
-    })
+    Credentials::parse(user, pass)
 }
 
 /// Reads via-env credentials; OpenVPN passes `password` only at script-security 3.
@@ -143,10 +150,7 @@ pub fn from_env(user: Option<&OsStr>, pass: Option<&OsStr>) -> Result<Credential
                 .into(),
         )
     })?;
-    Ok(Credentials {
-        username: Username::parse("username", user.as_bytes())?,
-        password: Secret(text_field("password", pass.as_bytes(), MAX_PASSWORD)?),
-    })
+    Credentials::parse(user.as_bytes(), pass.as_bytes())
 }
 
 /// What the user asked Duo to do, read from the password field.

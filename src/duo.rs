@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::Digest;
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Largest Duo response body read; anything longer is refused, keeping memory bounded.
 const MAX_BODY: u64 = 256 * 1024;
@@ -274,8 +274,8 @@ impl Client {
                     backoff = (backoff * 2).min(Duration::from_secs(32));
                     let now = Instant::now();
                     if now + wait >= self.deadline {
-                        return Err(Error::Duo(
-                            "too many attempts: Duo kept answering 429 (rate limited) until the timeout".into(),
+                        return Err(Error::RateLimited(
+                            "Duo kept answering 429 (rate limited) until the timeout".into(),
                         ));
                     }
                     std::thread::sleep(wait);
@@ -291,11 +291,7 @@ impl Client {
                 "timed out before Duo answered".into(),
             ));
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let date = http_date(now);
+        let date = http_date(crate::unix_now().max(0) as u64);
         let (query, body, content_type, sig) = match (self.signature, method) {
             (Signature::V2, Method::Get) => (
                 canonical_params(params),

@@ -13,6 +13,8 @@ pub enum Error {
     DuoUnavailable(String),
     /// Duo answered, but with an error or something we do not understand.
     Duo(String),
+    /// Duo kept answering 429 until the timeout: it is there but refuses, so no failmode.
+    RateLimited(String),
     /// A login rule says no before Duo is asked (e.g. passcode mode without a passcode).
     Refused(String),
     /// Local I/O problem outside the config and credentials (deferral plumbing, terminals).
@@ -26,6 +28,7 @@ impl fmt::Display for Error {
             Error::Input(m) => write!(f, "bad input: {m}"),
             Error::DuoUnavailable(m) => write!(f, "Duo unavailable: {m}"),
             Error::Duo(m) => write!(f, "Duo error: {m}"),
+            Error::RateLimited(m) => write!(f, "too many attempts: {m}"),
             Error::Refused(m) => write!(f, "{m}"),
             Error::Io(m) => write!(f, "I/O error: {m}"),
         }

@@ -42,6 +42,14 @@ pub fn started() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// How a decision was reached; shown in the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum How {
@@ -109,9 +117,11 @@ impl Verdict {
                 format!("Duo unavailable: {m}; failmode secure applied, denying"),
                 "Duo is unavailable, try again later",
             ),
-            (Error::Duo(m), _) if m.starts_with("too many attempts") => {
-                Verdict::deny(How::Duo, m, "too many attempts, try again later")
-            }
+            (e @ Error::RateLimited(_), _) => Verdict::deny(
+                How::Duo,
+                e.to_string(),
+                "too many attempts, try again later",
+            ),
             (Error::Duo(m), _) => Verdict::deny(
                 How::Duo,
                 format!("Duo error: {m}"),
@@ -237,7 +247,7 @@ pub fn prepare(
     let cache = open_cache(config, log);
     let key = cache::Key::new(&config.cache, &duo_user, env);
     if let Some(c) = &cache {
-        match c.hit(&key, cache::now()) {
+        match c.hit(&key, crate::unix_now()) {
             Ok(true) => {
                 return Ok(Step::Done(Verdict::allow(
                     How::Cache,
@@ -354,7 +364,7 @@ pub fn ask_duo(
     let what = plan.factor();
     if res.result == "allow" && res.status != "bypass" {
         if let Some(c) = &cache {
-            if let Err(e) = c.store(&key, cache::now()) {
+            if let Err(e) = c.store(&key, crate::unix_now()) {
                 log.write(
                     Level::Warning,
                     &format!("{e}; the next login will ask Duo again"),

@@ -61,7 +61,7 @@ impl Log {
         if let Some(path) = &self.file {
             // One write of one line with O_APPEND, so concurrent runs do not interleave.
             use std::os::unix::fs::OpenOptionsExt;
-            let stamp = crate::codec::iso8601(crate::cache::now());
+            let stamp = crate::codec::iso8601(crate::unix_now());
             let _ = std::fs::OpenOptions::new()
                 .append(true)
                 .create(true)

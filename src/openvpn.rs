@@ -211,13 +211,19 @@ fn detach(cmd: &mut std::process::Command) {
     }
 }
 
+/// OpenVPN sends this file's bytes to the client as `AUTH_FAILED,<text>` when it reads a deny,
+/// so it holds no trailing newline. Best effort: the deny stands without it.
+pub fn write_failed_reason(env: &Env, client_reason: &str) {
+    if let (Some(path), false) = (&env.auth_failed_reason_file, client_reason.is_empty()) {
+        let _ = std::fs::write(path, client_reason.as_bytes());
+    }
+}
+
 /// Writes the final answer for a deferred login: the reason first (OpenVPN reads it when it
 /// sees the deny), then `1` or `0` in the control file.
 pub fn write_answer(env: &Env, allow: bool, client_reason: &str) -> Result<(), Error> {
-    if !allow && !client_reason.is_empty() {
-        if let Some(path) = &env.auth_failed_reason_file {
-            let _ = std::fs::write(path, client_reason.as_bytes());
-        }
+    if !allow {
+        write_failed_reason(env, client_reason);
     }
     let path = env
         .auth_control_file
