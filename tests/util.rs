@@ -28,6 +28,14 @@ impl Run {
             .find(|l| l.contains(" result="))
             .unwrap_or("")
     }
+    /// How the decision was reached: the `via=` field of the decision line.
+    pub fn via(&self) -> &str {
+        self.decision()
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("via="))
+            .unwrap_or("")
+    }
+
     pub fn all_output(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
