@@ -162,11 +162,20 @@ fn verify(config_path: &Path, credfile: Option<&Path>) -> i32 {
 /// always before OpenVPN's deadline. Killed or crashed, it leaves no answer, which OpenVPN turns
 /// into a deny at hand-window.
 fn background(config_path: &Path) -> i32 {
-    let Ok(handover) = Handover::read_from_stdin() else {
-        // Without the handover there is no control file to answer in; OpenVPN will time out.
-        return EXIT_DENY;
-    };
     let config = Config::load(config_path);
+    let handover = match Handover::read_from_stdin() {
+        Ok(h) => h,
+        Err(e) => {
+            // Without the handover there is no control file to answer in; OpenVPN denies at
+            // hand-window. Say so where the admin looks.
+            let log = Log::new(log::new_id(), config.as_ref().ok().map(|c| &c.log), true);
+            log.write(
+                Level::Error,
+                &format!("background: {e}; the login stays unanswered"),
+            );
+            return EXIT_DENY;
+        }
+    };
     let log = Log::new(
         handover.id.clone(),
         config.as_ref().ok().map(|c| &c.log),

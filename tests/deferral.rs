@@ -227,3 +227,24 @@ fn killed_background_leaves_the_login_unanswered_so_openvpn_denies() {
         "no allow written"
     );
 }
+
+#[test]
+fn malformed_handover_is_logged_and_left_unanswered() {
+    use std::io::Write;
+    let s = Setup::new();
+    let mut child = std::process::Command::new(util::bin())
+        .arg("--config")
+        .arg(&s.config)
+        .arg("background")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"{not json").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("handover is malformed"), "{stderr}");
+    assert!(s.duo.requests().is_empty());
+}
