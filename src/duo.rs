@@ -154,7 +154,15 @@ struct Envelope {
 
 /// Parses a Duo JSON answer (`stat` OK/FAIL) into the endpoint's response type.
 pub fn parse_response<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
-    let env: Envelope = serde_json::from_slice(body)
+    // serde_json skips fields we ignore without checking their UTF-8, so check the whole body:
+    // JSON is UTF-8 (RFC 8259), and a body that is not came from something other than Duo.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        Error::Duo(format!(
+            "unparseable response from Duo (not UTF-8 at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let env: Envelope = serde_json::from_str(text)
         .map_err(|e| Error::Duo(format!("unparseable response from Duo ({})", bounded(&e))))?;
     match env.stat.as_str() {
         "OK" => {
@@ -587,6 +595,20 @@ mod tests {
         let text = d.describe();
         assert!(!text.chars().any(char::is_control), "{text:?}");
         assert_eq!(text, "[2J[31m xy");
+    }
+
+    #[test]
+    fn body_with_invalid_utf8_in_an_ignored_field_is_refused() {
+        // Found by the duo_preauth fuzz target in CI: serde_json skips fields the struct does not
+        // name without validating their UTF-8, so this body was accepted although it is not JSON.
+        let body =
+            b"{\"stat\":\"OK\",\"response\":{\"result\":\"auth\"},\"m_detail\":\"u\xb6ser\"}";
+        assert!(serde_json::from_slice::<serde_json::Value>(body).is_err());
+        let got = parse_response::<Preauth>(body);
+        assert!(
+            matches!(&got, Err(Error::Duo(m)) if m.contains("not UTF-8 at byte 55")),
+            "{got:?}"
+        );
     }
 
     #[test]
