@@ -262,15 +262,23 @@ fn check_inner(config_path: &Path) -> Result<String, String> {
     let client =
         Client::new(&config.duo, config.secret().clone(), deadline).map_err(|e| e.to_string())?;
     let host = &config.duo.api_hostname;
-    let duo_time = client.check().map_err(|e| match e {
-        Error::Duo(m) if m.contains("40103") || m.contains("40102") || m.contains("40101") => {
-            format!("bad key: Duo at {host} rejected integration_key/secret_key ({m})")
+    let duo_time = client.check().map_err(|e| match &e {
+        // 40101 no credentials, 40102 unknown integration key, 40103 bad signature.
+        Error::DuoFail {
+            code: Some(40101..=40103),
+            ..
+        } => {
+            format!("bad key: Duo at {host} rejected integration_key/secret_key ({e})")
         }
-        Error::Duo(m) if m.contains("40105") || m.to_ascii_lowercase().contains("timestamp") => {
-            format!("clock skew: Duo at {host} rejected the request time; fix this machine's clock (NTP) ({m})")
+        // Duo's code for a Date header too far from its clock is not in our reference; 40105
+        // is what peers report, and its text names the timestamp.
+        Error::DuoFail { code, message }
+            if *code == Some(40105) || message.to_ascii_lowercase().contains("timestamp") =>
+        {
+            format!("clock skew: Duo at {host} rejected the request time; fix this machine's clock (NTP) ({e})")
         }
         Error::DuoUnavailable(m) => format!("Duo unreachable: {m}"),
-        other => other.to_string(),
+        _ => e.to_string(),
     })?;
     let skew = crate::unix_now() - duo_time;
     if skew.abs() > 60 {

@@ -190,16 +190,14 @@ fn bounded(e: &serde_json::Error) -> String {
 }
 
 fn fail_error(env: &Envelope) -> Error {
-    let mut msg = format!(
-        "Duo refused the request: {} {}",
-        env.code.map(|c| c.to_string()).unwrap_or_default(),
-        env.message.as_deref().unwrap_or("(no message)")
-    );
+    let mut msg = env.message.as_deref().unwrap_or("(no message)").to_string();
     if let Some(d) = &env.message_detail {
         msg.push_str(&format!(" ({d})"));
     }
-    let clean: String = msg.chars().filter(|c| !c.is_control()).take(300).collect();
-    Error::Duo(clean)
+    Error::DuoFail {
+        code: env.code,
+        message: msg.chars().filter(|c| !c.is_control()).take(250).collect(),
+    }
 }
 
 pub struct Client {
@@ -367,6 +365,10 @@ impl Client {
             Err(ureq::Error::Status(code, r)) => {
                 let body = read_body(r)?;
                 return Err(match parse_response::<serde_json::Value>(&body) {
+                    Err(Error::DuoFail { code: duo_code, message }) => Error::DuoFail {
+                        code: duo_code,
+                        message: format!("{message} [HTTP {code} on {path}]"),
+                    },
                     Err(Error::Duo(m)) => Error::Duo(format!("HTTP {code} on {path}: {m}")),
                     _ => Error::Duo(format!("HTTP {code} on {path} without a Duo error")),
                 });
@@ -619,7 +621,13 @@ mod tests {
         let fail = parse_response::<Preauth>(
             br#"{"stat":"FAIL","code":40002,"message":"Invalid request parameters"}"#,
         );
-        assert!(matches!(fail, Err(Error::Duo(m)) if m.contains("40002")));
+        assert!(matches!(
+            fail,
+            Err(Error::DuoFail {
+                code: Some(40002),
+                ..
+            })
+        ));
         assert!(matches!(
             parse_response::<Preauth>(b"<html>"),
             Err(Error::Duo(_))

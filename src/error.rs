@@ -11,8 +11,11 @@ pub enum Error {
     Input(String),
     /// Duo could not be reached in time (DNS, connect, TLS, timeout, 5xx). Failmode applies.
     DuoUnavailable(String),
-    /// Duo answered, but with an error or something we do not understand.
+    /// Duo answered, but with something we do not understand.
     Duo(String),
+    /// Duo answered `"stat":"FAIL"`: its numeric code (40103 is a bad signature) and its text,
+    /// control characters removed and length bounded.
+    DuoFail { code: Option<u64>, message: String },
     /// Duo kept answering 429 until the timeout: it is there but refuses, so no failmode.
     RateLimited(String),
     /// A login rule says no before Duo is asked (e.g. passcode mode without a passcode).
@@ -28,6 +31,13 @@ impl fmt::Display for Error {
             Error::Input(m) => write!(f, "bad input: {m}"),
             Error::DuoUnavailable(m) => write!(f, "Duo unavailable: {m}"),
             Error::Duo(m) => write!(f, "Duo error: {m}"),
+            Error::DuoFail { code, message } => {
+                write!(f, "Duo error: Duo refused the request: ")?;
+                if let Some(c) = code {
+                    write!(f, "{c} ")?;
+                }
+                write!(f, "{message}")
+            }
             Error::RateLimited(m) => write!(f, "too many attempts: {m}"),
             Error::Refused(m) => write!(f, "{m}"),
             Error::Io(m) => write!(f, "I/O error: {m}"),

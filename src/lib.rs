@@ -122,11 +122,9 @@ impl Verdict {
                 e.to_string(),
                 "too many attempts, try again later",
             ),
-            (Error::Duo(m), _) => Verdict::deny(
-                How::Duo,
-                format!("Duo error: {m}"),
-                "Duo authentication failed",
-            ),
+            (e @ (Error::Duo(_) | Error::DuoFail { .. }), _) => {
+                Verdict::deny(How::Duo, e.to_string(), "Duo authentication failed")
+            }
             (Error::Refused(m), _) => {
                 let client = m.clone();
                 Verdict::deny(How::Refused, m, client)

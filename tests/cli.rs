@@ -1,6 +1,6 @@
 //! The subcommands people use: `check`, `test`, `--help`, `--version`.
 
-use crate::fake_duo::{Sig, User, SKEY};
+use crate::fake_duo::{Fault, Sig, User, SKEY};
 use crate::util::{self, Setup};
 
 #[test]
@@ -23,6 +23,33 @@ fn check_names_a_bad_key() {
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(run.stderr.contains("bad key"), "{}", run.stderr);
+}
+
+#[test]
+fn check_names_clock_skew_whether_duo_refuses_or_answers() {
+    let s = Setup::new();
+    s.duo.set_fault(Some(Fault::StaleDate));
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("clock skew"), "{}", run.stderr);
+
+    // Duo accepts the request but its clock is an hour off ours: the next skew will refuse.
+    s.duo.set_fault(Some(Fault::ClockAhead(3600)));
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("clock skew"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("-3600 s") || run.stderr.contains("-3599 s"),
+        "{}",
+        run.stderr
+    );
+
+    // A few seconds off is fine and reported.
+    s.duo.set_fault(Some(Fault::ClockAhead(5)));
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("clock offset -"), "{}", run.stdout);
 }
 
 #[test]

@@ -113,6 +113,10 @@ pub enum Fault {
     HalfThenStall,
     /// Close the connection right after the TLS handshake.
     CloseAfterHandshake,
+    /// `/check` reports Duo's clock this many seconds ahead of ours.
+    ClockAhead(i64),
+    /// Refuse every signed request as Duo does when the Date header is too far off.
+    StaleDate,
 }
 
 /// Which certificate the server presents.
@@ -507,6 +511,16 @@ fn handle(
             big.resize(n, b'x');
             big.extend_from_slice(b"\"}}");
             return http(200, "", &big);
+        }
+        Some(Fault::StaleDate) => {
+            return fail(
+                401,
+                40105,
+                "Request timestamp is too far from the server time",
+            )
+        }
+        Some(Fault::ClockAhead(secs)) if path == "/auth/v2/check" => {
+            return ok(json!({"time": now() as i64 + secs}))
         }
         Some(Fault::Hang) => return Reply::Stall(Vec::new()),
         Some(Fault::HalfThenStall) => {

@@ -6,8 +6,9 @@ use openvpn_auth_duo::duo::{parse_response, Preauth};
 use openvpn_auth_duo::error::Error;
 use serde_json::Value;
 
-/// Checks that hold for every response type: only `Error::Duo`, no control characters in any
-/// message, FAIL messages bounded, and acceptance only of `{"stat":"OK","response":…}`.
+/// Checks that hold for every response type: only `Error::Duo`, or `Error::DuoFail` carrying
+/// Duo's code for a FAIL; no control characters in any message; FAIL messages bounded; and
+/// acceptance only of `{"stat":"OK","response":…}`.
 /// Returns the parsed JSON when the parse succeeded, for the caller's own comparisons.
 pub fn check_envelope<T>(data: &[u8], result: &Result<T, Error>) -> Option<Value> {
     let json: Option<Value> = serde_json::from_slice(data).ok();
@@ -19,25 +20,29 @@ pub fn check_envelope<T>(data: &[u8], result: &Result<T, Error>) -> Option<Value
             assert!(!response.is_null(), "null response accepted");
             Some(v)
         }
+        Err(Error::DuoFail { code, message }) => {
+            assert!(
+                !message.chars().any(char::is_control),
+                "control character in {message:?}"
+            );
+            assert!(
+                message.chars().count() <= 250,
+                "FAIL message of {} chars",
+                message.chars().count()
+            );
+            let v = json.unwrap_or_else(|| panic!("FAIL from invalid JSON {data:?}"));
+            assert_eq!(v.get("stat").and_then(Value::as_str), Some("FAIL"), "{v}");
+            assert_eq!(*code, v.get("code").and_then(Value::as_u64), "{v}");
+            None
+        }
         Err(e) => {
             let Error::Duo(msg) = e else {
-                panic!("parse_response gave {e:?}, not Error::Duo");
+                panic!("parse_response gave {e:?}, not Error::Duo or Error::DuoFail");
             };
             assert!(
                 !msg.chars().any(char::is_control),
                 "control character in {msg:?}"
             );
-            let stat = json
-                .as_ref()
-                .and_then(|v| v.get("stat"))
-                .and_then(Value::as_str);
-            if stat == Some("FAIL") && msg.starts_with("Duo refused") {
-                assert!(
-                    msg.chars().count() <= 300,
-                    "FAIL message of {} chars",
-                    msg.len()
-                );
-            }
             if msg.starts_with("unexpected stat") {
                 // 40 characters of Duo's text, each at most 10 once escaped (`\u{10ffff}`).
                 assert!(msg.chars().count() <= 40 * 10 + 40, "{msg:?}");
