@@ -54,7 +54,9 @@ pub enum Command {
     Test {
         /// Username as the VPN client would send it
         username: String,
-        /// Password field as the VPN client would send it (default: empty, i.e. the configured mode)
+        /// Password field as the VPN client would send it (default: empty, i.e. the configured
+        /// mode); `-` reads it from the first line of standard input, keeping a passcode out of
+        /// the process list and shell history
         #[arg(value_name = "PASSWORD-FIELD", default_value = "")]
         password_field: String,
         /// Client IP address reported to Duo

@@ -296,6 +296,24 @@ fn check_inner(config_path: &Path) -> Result<String, String> {
     ))
 }
 
+/// One line, without its line ending. Read at most one byte past the longest password allowed,
+/// so that an endless stream ends as an "oversized" error from `Credentials::parse`.
+fn read_line_from_stdin() -> std::io::Result<Vec<u8>> {
+    use std::io::{BufRead, Read};
+    let mut line = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(credentials::MAX_PASSWORD as u64 + 2)
+        .read_until(b'\n', &mut line)?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    Ok(line)
+}
+
 /// The same decision as under OpenVPN, with progress for a person at a terminal.
 fn test(config_path: &Path, username: &str, password_field: String, env: Env) -> i32 {
     let config = match Config::load(config_path) {
@@ -307,7 +325,18 @@ fn test(config_path: &Path, username: &str, password_field: String, env: Env) ->
     };
     let log = Log::new(log::new_id(), Some(&config.log), true);
     let mut attempt = Attempt::from_env(&env);
-    let creds = Credentials::parse(username.as_bytes(), password_field.as_bytes());
+    let field = if password_field == "-" {
+        match read_line_from_stdin() {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("FAIL: cannot read the password field from standard input: {e}");
+                return EXIT_DENY;
+            }
+        }
+    } else {
+        password_field.into_bytes()
+    };
+    let creds = Credentials::parse(username.as_bytes(), &field);
     let verdict = match creds {
         Ok(creds) => {
             attempt.user = Some(creds.username.to_string());

@@ -365,7 +365,10 @@ impl Client {
             Err(ureq::Error::Status(code, r)) => {
                 let body = read_body(r)?;
                 return Err(match parse_response::<serde_json::Value>(&body) {
-                    Err(Error::DuoFail { code: duo_code, message }) => Error::DuoFail {
+                    Err(Error::DuoFail {
+                        code: duo_code,
+                        message,
+                    }) => Error::DuoFail {
                         code: duo_code,
                         message: format!("{message} [HTTP {code} on {path}]"),
                     },

@@ -107,6 +107,37 @@ fn test_subcommand_shows_progress_and_result() {
 }
 
 #[test]
+fn test_subcommand_reads_the_password_field_from_stdin_for_dash() {
+    let s = Setup::new();
+    let run = s.cmd_with_stdin(&["test", "alice", "-"], b"123456\r\n");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let auth = &s.duo.calls("auth")[0];
+    assert_eq!(auth.params["factor"], "passcode");
+    assert_eq!(auth.params["passcode"], "123456");
+
+    // Another address each time, so that the first approval's cache entry does not answer.
+    let run = s.cmd_with_stdin(
+        &["test", "alice", "-", "--ip", "192.0.2.2"],
+        b"vpnpassword,999999\nignored\n",
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(s.duo.calls("auth")[1].params["passcode"], "999999");
+
+    // An endless line is cut at the length limit and refused, not read forever.
+    let run = s.cmd_with_stdin(
+        &["test", "alice", "-", "--ip", "192.0.2.3"],
+        &[b'7'; 100_000],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        s.duo.calls("auth").len(),
+        2,
+        "an oversized field reached Duo"
+    );
+    assert!(run.stdout.contains("result: DENY"), "{}", run.stdout);
+}
+
+#[test]
 fn help_documents_the_password_grammar() {
     let run = util::run({
         let mut c = std::process::Command::new(util::bin());

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use crate::fake_duo::{FakeDuo, Sig, User, IKEY, SKEY};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -143,6 +144,29 @@ impl Setup {
         let mut cmd = Command::new(bin());
         cmd.arg("--config").arg(&self.config).args(args);
         run(cmd)
+    }
+
+    /// `cmd` with `input` on standard input.
+    pub fn cmd_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let start = Instant::now();
+        let mut child = Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run binary");
+        // The binary may stop reading early (that is what a length limit does): ignore EPIPE.
+        let _ = child.stdin.take().expect("stdin").write_all(input);
+        let out = child.wait_with_output().expect("wait");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: start.elapsed(),
+        }
     }
 }
 
