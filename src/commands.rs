@@ -243,6 +243,9 @@ fn finish(log: &Log, attempt: &Attempt, env: &Env, verdict: &Verdict) {
     }
 }
 
+/// OpenVPN's default `hand-window`, in seconds.
+const OPENVPN_HAND_WINDOW: u64 = 60;
+
 fn check(config_path: &Path) -> i32 {
     match check_inner(config_path) {
         Ok(msg) => {
@@ -286,14 +289,23 @@ fn check_inner(config_path: &Path) -> Result<String, String> {
             "clock skew: this machine's clock is {skew:+} s off Duo's; Duo rejects signatures from skewed clocks, fix NTP"
         ));
     }
-    Ok(format!(
+    let mut msg = format!(
         "{} is valid and Duo at {host} accepted the keys (clock offset {skew:+} s, failmode {})",
         config_path.display(),
         match config.duo.failmode {
             FailMode::Secure => "secure",
             FailMode::Safe => "safe",
         }
-    ))
+    );
+    // OpenVPN stops waiting at hand-window; an answer after it is lost and the login fails
+    // whatever Duo said. We cannot see server.conf, so say it while the admin is looking.
+    if config.duo.timeout >= OPENVPN_HAND_WINDOW {
+        msg.push_str(&format!(
+            "; note: timeout {} s needs hand-window above it in server.conf (OpenVPN's default is {OPENVPN_HAND_WINDOW})",
+            config.duo.timeout
+        ));
+    }
+    Ok(msg)
 }
 
 /// One line, without its line ending. Read at most one byte past the longest password allowed,

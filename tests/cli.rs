@@ -16,6 +16,23 @@ fn check_reports_ok_in_one_line() {
 }
 
 #[test]
+fn check_notes_a_timeout_past_the_default_hand_window() {
+    let s = Setup::new();
+    let run = s.cmd(&["check"]);
+    assert!(!run.stdout.contains("hand-window"), "{}", run.stdout);
+    s.edit_config("timeout = 10\n", "timeout = 90\n");
+    let run = s.cmd(&["check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1);
+    assert!(
+        run.stdout
+            .contains("timeout 90 s needs hand-window above it"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn check_names_a_bad_key() {
     let s = Setup::new();
     s.edit_config(SKEY, "WrongSecretKey0123456789abcdefghijklmnop");
