@@ -209,10 +209,12 @@ fn background(config_path: &Path) -> i32 {
         std::thread::spawn(move || {
             std::thread::sleep(limit);
             if !answered.swap(true, Ordering::SeqCst) {
-                let verdict = Verdict::from_error(
-                    Error::DuoUnavailable(format!("no answer within the {timeout} s timeout")),
-                    failmode,
-                );
+                let late = format!("no answer within the {timeout} s timeout");
+                let verdict = if crate::preauth_answered() {
+                    Verdict::unanswered(&late)
+                } else {
+                    Verdict::from_error(Error::DuoUnavailable(late), failmode)
+                };
                 finish(
                     &Log::new(id, Some(&log_cfg), false),
                     &attempt,

@@ -426,22 +426,29 @@ fn transport_error(t: &ureq::Transport, host: &str) -> Error {
         source = s.source();
     }
     let lower = detail.to_ascii_lowercase();
+    let detail: String = detail
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    // Failmode safe must never turn these into an allow: they are our own setup or an attack,
+    // not Duo being unreachable.
     if t.kind() == ureq::ErrorKind::InvalidUrl {
-        // Our own configuration is wrong, not Duo unreachable: never let failmode safe allow.
-        let detail: String = detail
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect();
         return Error::Config(format!(
             "cannot form a Duo URL from api_hostname {host:?} ({detail})"
         ));
     }
+    if t.kind() == ureq::ErrorKind::ProxyUnauthorized {
+        return Error::Config(format!(
+            "the proxy refused our credentials reaching {host} ({detail})"
+        ));
+    }
+    if lower.contains("certificate") {
+        return Error::Untrusted(format!("TLS failure with {host} ({detail})"));
+    }
     let what = match t.kind() {
         ureq::ErrorKind::Dns => format!("cannot resolve {host}"),
-        _ if lower.contains("certificate") || lower.contains("tls") => {
-            format!("TLS failure with {host}")
-        }
+        _ if lower.contains("tls") => format!("TLS failure with {host}"),
         ureq::ErrorKind::ConnectionFailed if lower.contains("timed out") => {
             format!("connecting to {host} timed out")
         }
@@ -449,16 +456,9 @@ fn transport_error(t: &ureq::Transport, host: &str) -> Error {
         _ if lower.contains("timed out") || lower.contains("would block") => {
             format!("timed out waiting for {host}")
         }
-        ureq::ErrorKind::ProxyConnect | ureq::ErrorKind::ProxyUnauthorized => {
-            format!("proxy failure reaching {host}")
-        }
+        ureq::ErrorKind::ProxyConnect => format!("proxy failure reaching {host}"),
         _ => format!("transport failure with {host}"),
     };
-    let detail: String = detail
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
     if detail.is_empty() {
         Error::DuoUnavailable(what)
     } else {

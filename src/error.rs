@@ -16,6 +16,9 @@ pub enum Error {
     /// Duo answered `"stat":"FAIL"`: its numeric code (40103 is a bad signature) and its text,
     /// control characters removed and length bounded.
     DuoFail { code: Option<u64>, message: String },
+    /// Duo's server failed TLS verification (certificate for another host, expired, unknown CA):
+    /// a wrong `ca_file`, an intercepting proxy or an attack, never an outage, so no failmode.
+    Untrusted(String),
     /// Duo kept answering 429 until the timeout: it is there but refuses, so no failmode.
     RateLimited(String),
     /// A login rule says no before Duo is asked (e.g. passcode mode without a passcode).
@@ -38,6 +41,7 @@ impl fmt::Display for Error {
                 }
                 write!(f, "{message}")
             }
+            Error::Untrusted(m) => write!(f, "Duo server not trusted: {m}"),
             Error::RateLimited(m) => write!(f, "too many attempts: {m}"),
             Error::Refused(m) => write!(f, "{m}"),
             Error::Io(m) => write!(f, "I/O error: {m}"),

@@ -23,6 +23,7 @@ use duo::{Client, Device};
 use error::Error;
 use log::{field, Level, Log};
 use openvpn::Env;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const EXIT_ALLOW: i32 = 0;
@@ -40,6 +41,16 @@ pub fn run() -> i32 {
 pub fn started() -> Instant {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *START.get_or_init(Instant::now)
+}
+
+/// Set once Duo has answered this process's preauth. From then on Duo is known to be reachable,
+/// so a missing answer means nobody approved in time: a deny, never a failmode allow. A process
+/// decides one login, so process-wide state is that login's state (the background watchdog
+/// thread reads it).
+static PREAUTH_ANSWERED: AtomicBool = AtomicBool::new(false);
+
+pub fn preauth_answered() -> bool {
+    PREAUTH_ANSWERED.load(Ordering::SeqCst)
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -96,6 +107,18 @@ impl Verdict {
         }
     }
 
+    /// Duo answered preauth but not the auth request in time: most likely a push or call nobody
+    /// answered. Denied whatever the failmode, since Duo was reachable.
+    pub fn unanswered(detail: &str) -> Verdict {
+        Verdict::deny(
+            How::Duo,
+            format!(
+                "Duo answered preauth but not auth ({detail}); denying whatever the failmode, as Duo was reachable (a push or call nobody answered ends this way)"
+            ),
+            "Duo did not approve the login in time",
+        )
+    }
+
     /// The one place where decisions become exit codes.
     pub fn exit_code(&self) -> i32 {
         if self.allow {
@@ -115,6 +138,11 @@ impl Verdict {
             (Error::DuoUnavailable(m), _) => Verdict::deny(
                 How::Failmode,
                 format!("Duo unavailable: {m}; failmode secure applied, denying"),
+                "Duo is unavailable, try again later",
+            ),
+            (e @ Error::Untrusted(_), _) => Verdict::deny(
+                How::Refused,
+                format!("{e}; denying whatever the failmode (a setup problem or interception, not an outage)"),
                 "Duo is unavailable, try again later",
             ),
             (e @ Error::RateLimited(_), _) => Verdict::deny(
@@ -287,6 +315,7 @@ pub fn ask_duo(
     let ip = env.ip_string();
     progress(&format!("asking Duo about {duo_user} (preauth)"));
     let pre = client.preauth(&duo_user, ip.as_deref())?;
+    PREAUTH_ANSWERED.store(true, Ordering::SeqCst);
     match pre.result.as_str() {
         "auth" => {}
         "allow" => {
@@ -357,7 +386,11 @@ pub fn ask_duo(
             progress(&format!("{doing} {}, waiting", device.describe()));
         }
     }
-    let res = client.auth(&params)?;
+    let res = match client.auth(&params) {
+        Ok(res) => res,
+        Err(Error::DuoUnavailable(m)) => return Ok(Verdict::unanswered(&m)),
+        Err(e) => return Err(e),
+    };
     let msg = &res.status_msg;
     let what = plan.factor();
     if res.result == "allow" && res.status != "bypass" {

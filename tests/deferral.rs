@@ -138,6 +138,22 @@ fn duo_timeout_in_background_applies_failmode_before_the_deadline() {
 }
 
 #[test]
+fn unanswered_push_in_background_is_denied_even_under_failmode_safe() {
+    let s = Setup::with(Sig::V5, "failmode = \"safe\"\ntimeout = 2");
+    s.duo.set_user(
+        "alice",
+        User {
+            delay: Duration::from_secs(30),
+            ..User::default()
+        },
+    );
+    let files = ControlFiles::new(&s, "a");
+    assert_eq!(verify_deferrable(&s, "alice", "push", &files).code, 2);
+    assert_eq!(files.answer(Duration::from_secs(6)).as_deref(), Some("0"));
+    assert_eq!(files.reason(), "Duo did not approve the login in time");
+}
+
+#[test]
 fn background_is_detached_from_openvpn() {
     let s = Setup::new();
     s.duo.set_user(

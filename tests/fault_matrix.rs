@@ -111,6 +111,97 @@ fn duo_http_500() {
     });
 }
 
+/// Preauth answers, so Duo is reachable; then the push is never answered before `timeout`.
+/// Regression: the auth request's read timeout counted as "Duo unavailable", so failmode safe
+/// let in anyone who had the first factor and typed `push` while the real user ignored it.
+#[test]
+fn duo_push_never_answered_is_a_deny_under_both_failmodes() {
+    row(
+        "Duo: preauth answers, push never answered (timeout = 2)",
+        [DENY, DENY],
+        "denying whatever the failmode",
+        Duration::from_secs(4),
+        |fm| {
+            let s = setup(fm, "timeout = 2");
+            s.duo.set_user(
+                "alice",
+                User {
+                    delay: Duration::from_secs(30),
+                    ..User::default()
+                },
+            );
+            let run = s.verify("alice", "push", &[]);
+            assert_eq!(s.duo.calls("auth").len(), 1, "the push was sent");
+            run
+        },
+    );
+}
+
+/// A proxy that answers every CONNECT with `status`, for as long as the test runs.
+fn fake_proxy(status: &'static str) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            let _ = reader.get_mut().write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn duo_proxy_refusing_our_credentials_is_a_deny_under_both_failmodes() {
+    let port = fake_proxy("407 Proxy Authentication Required");
+    row(
+        "Duo proxy: 407, credentials refused",
+        [DENY, DENY],
+        "proxy refused our credentials",
+        SECS_2,
+        |fm| {
+            let s = setup(
+                fm,
+                &format!("proxy = \"http://vpn:wrong@127.0.0.1:{port}\""),
+            );
+            let run = s.verify("alice", "push", &[]);
+            assert!(
+                !run.stderr.contains("wrong"),
+                "proxy password leaked: {}",
+                run.stderr
+            );
+            run
+        },
+    );
+}
+
+#[test]
+fn duo_proxy_unreachable_applies_the_failmode() {
+    row(
+        "Duo proxy: unreachable",
+        [DENY, ALLOW],
+        "failmode",
+        SECS_2,
+        |fm| {
+            let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = closed.local_addr().expect("addr").port();
+            drop(closed);
+            let s = setup(fm, &format!("proxy = \"http://127.0.0.1:{port}\""));
+            s.verify("alice", "push", &[])
+        },
+    );
+}
+
 #[test]
 fn duo_http_503() {
     row("Duo: HTTP 503", [DENY, ALLOW], "HTTP 503", SECS_2, |fm| {
@@ -236,8 +327,11 @@ fn duo_fail_answer_for_a_bad_key() {
     );
 }
 
+/// A certificate that does not verify is a wrong `ca_file`, an intercepting proxy or an attack,
+/// so failmode safe must not let everyone in on it (regression: it used to count as "Duo
+/// unavailable").
 fn tls_row(name: &str, cert: CertKind) {
-    row(name, [DENY, ALLOW], "TLS failure", SECS_2, |fm| {
+    row(name, [DENY, DENY], "TLS failure", SECS_2, |fm| {
         let duo = FakeDuo::start_with(Sig::V5, cert);
         let s = Setup::around(duo, Sig::V5, &format!("failmode = \"{fm}\""));
         let run = s.verify("alice", "push", &[]);
