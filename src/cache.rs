@@ -178,19 +178,22 @@ impl Cache {
 
     /// A valid approval for `key` at `now`? On a hit the sliding window moves forward.
     pub fn hit(&self, key: &Key, now: i64) -> Result<bool, String> {
-        let row: Option<(i64, i64)> = self
+        let row: Option<(i64, i64, i64)> = self
             .conn
             .query_row(
-                "SELECT approved_at, expires FROM approvals WHERE key = ?1",
+                "SELECT approved_at, last_used, expires FROM approvals WHERE key = ?1",
                 [&key.digest],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
             .map_err(|e| self.fail(format!("cache lookup failed: {e}")))?;
-        let Some((approved_at, expires)) = row else {
+        let Some((approved_at, last_used, expires)) = row else {
             return Ok(false);
         };
-        if now >= expires || (self.max_age > 0 && now >= approved_at + self.max_age) {
+        // `expires` was computed with the ttl of its day: an admin who lowers ttl (or sets
+        // max_age) expects the shorter window for approvals already stored, too.
+        let end = expires.min(last_used + self.ttl);
+        if now >= end || (self.max_age > 0 && now >= approved_at + self.max_age) {
             return Ok(false);
         }
         // Slide the window, but skip the write when it would move less than a minute: a storm

@@ -151,6 +151,22 @@ fn expiry_sliding_window_and_max_age() {
 }
 
 #[test]
+fn lowering_ttl_shortens_approvals_already_stored() {
+    let s = Setup::with(Sig::V5, "[cache]\nttl = 3600");
+    approve(&s, &[]);
+    // Used 700 s ago: inside the old hour, outside the new 600 s.
+    db(&s)
+        .execute("UPDATE approvals SET last_used = ?1", [now() - 700])
+        .unwrap();
+    assert_eq!(s.verify("alice", "", &[]).via(), "cache", "old ttl: a hit");
+    db(&s)
+        .execute("UPDATE approvals SET last_used = ?1", [now() - 700])
+        .unwrap();
+    s.edit_config("ttl = 3600", "ttl = 600");
+    assert_eq!(s.verify("alice", "push", &[]).via(), "duo");
+}
+
+#[test]
 fn ttl_zero_disables_the_cache() {
     let s = Setup::with(Sig::V5, "[cache]\nttl = 0");
     approve(&s, &[]);
