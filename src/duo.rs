@@ -293,9 +293,11 @@ impl Client {
     fn send(&self, method: Method, path: &str, params: &[(&str, &str)]) -> Result<Reply, Error> {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(Error::DuoUnavailable(
-                "timed out before Duo answered".into(),
-            ));
+            // Nothing was sent, so Duo has not been shown unreachable: local work (a locked
+            // cache) used the budget up, and failmode safe must not allow on that.
+            return Err(Error::Io(format!(
+                "the timeout was used up before asking Duo ({path}); a slow or locked cache?"
+            )));
         }
         let date = http_date(crate::unix_now().max(0) as u64);
         let (query, body, content_type, sig) = match (self.signature, method) {

@@ -388,6 +388,31 @@ fn cache_locked_past_the_busy_timeout_falls_back_to_duo() {
     holder.execute_batch("COMMIT").unwrap();
 }
 
+/// A cache locked for longer than `timeout` leaves no time to ask Duo. Regression: that counted
+/// as "Duo unavailable", so failmode safe let the login in without asking Duo at all.
+#[test]
+fn cache_lock_eating_the_whole_timeout_denies_even_under_failmode_safe() {
+    let s = Setup::with(Sig::V5, "failmode = \"safe\"\ntimeout = 3");
+    approve(&s, &[]);
+    let before = s.duo.requests().len();
+    db(&s)
+        .execute("UPDATE approvals SET expires = ?1", [now() + 100])
+        .unwrap();
+    let holder = db(&s);
+    holder
+        .execute_batch("BEGIN EXCLUSIVE; UPDATE approvals SET last_used = 0;")
+        .unwrap();
+    let run = s.verify("alice", "push", &[]);
+    holder.execute_batch("COMMIT").unwrap();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.decision().contains("used up before asking Duo"),
+        "{}",
+        run.decision()
+    );
+    assert_eq!(s.duo.requests().len(), before, "Duo was asked");
+}
+
 /// Many concurrent script runs on one cache file: hits, misses and denies all decided right,
 /// none failing on a locked database, and the file intact afterwards. The benchmark runs the
 /// same with 1000.
