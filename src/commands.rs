@@ -11,7 +11,7 @@ use crate::log::Level;
 use crate::log::{self, Log};
 use crate::openvpn::Env;
 use crate::openvpn::{spawn_background, write_answer, write_failed_reason, Handover};
-use crate::{ask_duo, decide, log_decision, prepare, Attempt, Step, Verdict};
+use crate::{ask_duo, decide, log_decision, prepare, Attempt, DuoStage, Step, Verdict};
 use crate::{EXIT_DEFERRED, EXIT_DENY};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,10 +210,15 @@ fn background(config_path: &Path) -> i32 {
             std::thread::sleep(limit);
             if !answered.swap(true, Ordering::SeqCst) {
                 let late = format!("no answer within the {timeout} s timeout");
-                let verdict = if crate::preauth_answered() {
-                    Verdict::unanswered(&late)
-                } else {
-                    Verdict::from_error(Error::DuoUnavailable(late), failmode)
+                let verdict = match crate::duo_stage() {
+                    DuoStage::NotAsked => Verdict::from_error(
+                        Error::Io(format!("{late}, stalled before asking Duo")),
+                        failmode,
+                    ),
+                    DuoStage::AwaitingPreauth => {
+                        Verdict::from_error(Error::DuoUnavailable(late), failmode)
+                    }
+                    DuoStage::PreauthAnswered => Verdict::unanswered(&late),
                 };
                 finish(
                     &Log::new(id, Some(&log_cfg), false),

@@ -23,7 +23,7 @@ use duo::{Client, Device};
 use error::Error;
 use log::{field, Level, Log};
 use openvpn::Env;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 pub const EXIT_ALLOW: i32 = 0;
@@ -43,14 +43,29 @@ pub fn started() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
-/// Set once Duo has answered this process's preauth. From then on Duo is known to be reachable,
-/// so a missing answer means nobody approved in time: a deny, never a failmode allow. A process
-/// decides one login, so process-wide state is that login's state (the background watchdog
-/// thread reads it).
-static PREAUTH_ANSWERED: AtomicBool = AtomicBool::new(false);
+/// How far this process's exchange with Duo got. Only while preauth is outstanding can a
+/// missing answer mean "Duo unreachable" (failmode); before it, the stall is local; after it,
+/// Duo is known to be reachable and nobody approved in time. A process decides one login, so
+/// process-wide state is that login's state (the background watchdog thread reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuoStage {
+    NotAsked = 0,
+    AwaitingPreauth = 1,
+    PreauthAnswered = 2,
+}
 
-pub fn preauth_answered() -> bool {
-    PREAUTH_ANSWERED.load(Ordering::SeqCst)
+static DUO_STAGE: AtomicU8 = AtomicU8::new(DuoStage::NotAsked as u8);
+
+fn set_duo_stage(stage: DuoStage) {
+    DUO_STAGE.store(stage as u8, Ordering::SeqCst);
+}
+
+pub fn duo_stage() -> DuoStage {
+    match DUO_STAGE.load(Ordering::SeqCst) {
+        0 => DuoStage::NotAsked,
+        1 => DuoStage::AwaitingPreauth,
+        _ => DuoStage::PreauthAnswered,
+    }
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -314,8 +329,9 @@ pub fn ask_duo(
     let client = Client::new(&config.duo, config.secret().clone(), deadline)?;
     let ip = env.ip_string();
     progress(&format!("asking Duo about {duo_user} (preauth)"));
+    set_duo_stage(DuoStage::AwaitingPreauth);
     let pre = client.preauth(&duo_user, ip.as_deref())?;
-    PREAUTH_ANSWERED.store(true, Ordering::SeqCst);
+    set_duo_stage(DuoStage::PreauthAnswered);
     match pre.result.as_str() {
         "auth" => {}
         "allow" => {

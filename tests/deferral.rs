@@ -153,6 +153,32 @@ fn unanswered_push_in_background_is_denied_even_under_failmode_safe() {
     assert_eq!(files.reason(), "Duo did not approve the login in time");
 }
 
+/// The background watchdog fires while the process is still stuck on a locked cache: Duo was
+/// never asked, so failmode safe must not turn that stall into an allow.
+#[test]
+fn watchdog_firing_before_duo_was_asked_denies_even_under_failmode_safe() {
+    let s = Setup::with(Sig::V5, "failmode = \"safe\"\ntimeout = 1");
+    assert_eq!(s.verify("alice", "push", &[]).code, 0);
+    let requests = s.duo.requests().len();
+    let db = rusqlite::Connection::open(s.path("cache/cache.sqlite3")).expect("cache");
+    // Near the end of its window, so a hit must write to slide it, and the write lock is held.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 100;
+    db.execute("UPDATE approvals SET expires = ?1", [soon as i64])
+        .expect("update");
+    db.execute_batch("BEGIN EXCLUSIVE; UPDATE approvals SET last_used = 0;")
+        .expect("lock");
+    let files = ControlFiles::new(&s, "a");
+    assert_eq!(verify_deferrable(&s, "alice", "push", &files).code, 2);
+    let answer = files.answer(Duration::from_secs(10));
+    db.execute_batch("COMMIT").expect("unlock");
+    assert_eq!(answer.as_deref(), Some("0"));
+    assert_eq!(s.duo.requests().len(), requests, "Duo was asked");
+}
+
 #[test]
 fn background_is_detached_from_openvpn() {
     let s = Setup::new();
