@@ -279,9 +279,14 @@ impl Cache {
             .map_err(|e| e.to_string())
     }
 
+    /// Ignores ASCII case: the client chose the spelling (`Alice`, `alice`), Duo may treat them
+    /// as one user, and forgetting one row too many only means one more Duo prompt.
     pub fn forget(&self, user: &str) -> Result<usize, String> {
         self.conn
-            .execute("DELETE FROM approvals WHERE username = ?1", [user])
+            .execute(
+                "DELETE FROM approvals WHERE username = ?1 COLLATE NOCASE",
+                [user],
+            )
             .map_err(|e| e.to_string())
     }
 

@@ -233,8 +233,10 @@ fn cache_file_is_private_and_dir_is_created_0700() {
 fn list_forget_and_purge() {
     let s = Setup::new();
     s.duo.set_user("bob", User::default());
+    s.duo.set_user("ALICE", User::default());
     approve(&s, &[]);
     approve(&s, &[("untrusted_ip", "198.51.100.20")]);
+    assert_eq!(s.verify("ALICE", "push", &[]).via(), "duo");
     assert_eq!(s.verify("bob", "push", &[]).code, 0);
     let list = s.cmd(&["cache", "list"]);
     assert_eq!(list.code, 0, "{}", list.stderr);
@@ -243,15 +245,19 @@ fn list_forget_and_purge() {
         lines[0],
         "user\tcommon_name\tip\tapproved_at\tlast_used\texpires\tstate"
     );
-    assert_eq!(lines.len(), 4);
-    assert!(lines[1].starts_with("alice\talice-laptop\t"));
+    assert_eq!(lines.len(), 5);
+    // Sorted by user, byte order: ALICE, alice, alice, bob.
+    assert!(lines[1].starts_with("ALICE\talice-laptop\t"), "{}", lines[1]);
+    assert!(lines[2].starts_with("alice\talice-laptop\t"), "{}", lines[2]);
     assert_eq!(lines[1].split('\t').count(), 7);
     assert!(lines.iter().any(|l| l.contains("198.51.100.20")));
 
     let forget = s.cmd(&["cache", "forget", "alice"]);
     assert_eq!(forget.code, 0);
-    assert!(forget.stdout.contains("forgot 2"), "{}", forget.stdout);
+    // The client chose the spelling: forgetting a lost laptop's user takes every spelling.
+    assert!(forget.stdout.contains("forgot 3"), "{}", forget.stdout);
     assert_eq!(s.verify("alice", "push", &[]).via(), "duo");
+    assert_eq!(s.verify("ALICE", "push", &[]).via(), "duo");
 
     db(&s)
         .execute(
@@ -266,7 +272,8 @@ fn list_forget_and_purge() {
         purge.stdout
     );
     let purge = s.cmd(&["cache", "purge"]);
-    assert!(purge.stdout.contains("purged 1 "), "{}", purge.stdout);
+    // alice and ALICE, approved again above.
+    assert!(purge.stdout.contains("purged 2 "), "{}", purge.stdout);
     assert_eq!(s.cmd(&["cache", "list"]).stdout.lines().count(), 1);
 }
 
