@@ -247,8 +247,16 @@ fn list_forget_and_purge() {
     );
     assert_eq!(lines.len(), 5);
     // Sorted by user, byte order: ALICE, alice, alice, bob.
-    assert!(lines[1].starts_with("ALICE\talice-laptop\t"), "{}", lines[1]);
-    assert!(lines[2].starts_with("alice\talice-laptop\t"), "{}", lines[2]);
+    assert!(
+        lines[1].starts_with("ALICE\talice-laptop\t"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("alice\talice-laptop\t"),
+        "{}",
+        lines[2]
+    );
     assert_eq!(lines[1].split('\t').count(), 7);
     assert!(lines.iter().any(|l| l.contains("198.51.100.20")));
 

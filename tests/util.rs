@@ -141,32 +141,18 @@ impl Setup {
 
     /// Runs a subcommand (`check`, `test …`) as a person would.
     pub fn cmd(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(bin());
-        cmd.arg("--config").arg(&self.config).args(args);
-        run(cmd)
+        run(self.command(args))
     }
 
     /// `cmd` with `input` on standard input.
     pub fn cmd_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
-        let start = Instant::now();
-        let mut child = Command::new(bin())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run binary");
-        // The binary may stop reading early (that is what a length limit does): ignore EPIPE.
-        let _ = child.stdin.take().expect("stdin").write_all(input);
-        let out = child.wait_with_output().expect("wait");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            elapsed: start.elapsed(),
-        }
+        run_with_stdin(self.command(args), Some(input))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd
     }
 }
 
@@ -191,9 +177,27 @@ pub fn openvpn_command() -> Command {
     cmd
 }
 
-pub fn run(mut cmd: Command) -> Run {
+pub fn run(cmd: Command) -> Run {
+    run_with_stdin(cmd, None)
+}
+
+/// Runs `cmd` to completion; with `input`, that is its standard input (else as `cmd` says).
+pub fn run_with_stdin(mut cmd: Command, input: Option<&[u8]>) -> Run {
     let start = Instant::now();
-    let out = cmd.output().expect("run binary");
+    let out = match input {
+        None => cmd.output().expect("run binary"),
+        Some(input) => {
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run binary");
+            // The binary may stop reading early (a length limit does): ignore EPIPE.
+            let _ = child.stdin.take().expect("stdin").write_all(input);
+            child.wait_with_output().expect("wait")
+        }
+    };
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
