@@ -9,7 +9,8 @@ pub enum Error {
     Config(String),
     /// The credentials or environment OpenVPN handed us are malformed.
     Input(String),
-    /// Duo could not be reached in time (DNS, connect, TLS, timeout, 5xx). Failmode applies.
+    /// Duo could not be reached in time (DNS, connect, TLS other than the certificate, timeout,
+    /// 5xx). Failmode applies, but only until Duo has answered preauth (see `DuoStage`).
     DuoUnavailable(String),
     /// Duo answered, but with something we do not understand.
     Duo(String),
