@@ -154,21 +154,30 @@ struct Envelope {
 
 /// Parses a Duo JSON answer (`stat` OK/FAIL) into the endpoint's response type.
 pub fn parse_response<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
-    // serde_json skips fields we ignore without checking their UTF-8, so check the whole body:
-    // JSON is UTF-8 (RFC 8259), and a body that is not came from something other than Duo.
+    // Parsed in two steps on purpose. Straight into `Envelope`, serde_json skips the fields we
+    // ignore without validating them (invalid UTF-8, lone surrogates: found by fuzzing), and
+    // serde fills a struct from a JSON array too. Duo sends one well-formed object.
     let text = std::str::from_utf8(body).map_err(|e| {
         Error::Duo(format!(
             "unparseable response from Duo (not UTF-8 at byte {})",
             e.valid_up_to()
         ))
     })?;
-    let env: Envelope = serde_json::from_str(text)
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::Duo(format!("unparseable response from Duo ({})", bounded(&e))))?;
+    if !value.is_object() {
+        return Err(Error::Duo(
+            "unparseable response from Duo (not a JSON object)".into(),
+        ));
+    }
+    let env: Envelope = serde_json::from_value(value)
         .map_err(|e| Error::Duo(format!("unparseable response from Duo ({})", bounded(&e))))?;
     match env.stat.as_str() {
         "OK" => {
             let response = env
                 .response
-                .ok_or_else(|| Error::Duo("Duo answered OK without a response".into()))?;
+                .filter(serde_json::Value::is_object)
+                .ok_or_else(|| Error::Duo("Duo answered OK without a response object".into()))?;
             serde_json::from_value(response)
                 .map_err(|e| Error::Duo(format!("unexpected response from Duo ({})", bounded(&e))))
         }
@@ -616,6 +625,25 @@ mod tests {
             matches!(&got, Err(Error::Duo(m)) if m.contains("not UTF-8 at byte 55")),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn only_one_well_formed_json_object_is_accepted() {
+        // Found by the fuzz targets: a lone surrogate in an ignored field, and arrays, which
+        // serde turns into structs field by field.
+        for body in [
+            &br#"{"stat":"FAIL","other":"\ude00"}"#[..],
+            br#"["FAIL"]"#,
+            br#"["OK",{"result":"auth"}]"#,
+            br#"{"stat":"OK","response":["auth"]}"#,
+        ] {
+            let got = parse_response::<Preauth>(body);
+            assert!(
+                matches!(&got, Err(Error::Duo(m)) if m.contains("unparseable") || m.contains("response object")),
+                "{} gave {got:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]
