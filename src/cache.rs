@@ -211,6 +211,12 @@ impl Cache {
         Ok(true)
     }
 
+    /// Waits for another process's lock at most `limit` (and never longer than the usual busy
+    /// timeout) from now on.
+    pub fn wait_at_most(&self, limit: Duration) {
+        let _ = self.conn.busy_timeout(limit.min(BUSY_TIMEOUT));
+    }
+
     /// Records a fresh Duo approval and prunes long-expired rows (off the hit path).
     pub fn store(&self, key: &Key, now: i64) -> Result<(), String> {
         if self.failed.get() {

@@ -411,6 +411,12 @@ pub fn ask_duo(
     let what = plan.factor();
     if res.result == "allow" && res.status != "bypass" {
         if let Some(c) = &cache {
+            // Duo has approved: a locked cache must not hold the answer past the deadline
+            // (the deferred watchdog would deny at timeout + 2 s). Skipping the store only
+            // means the next login asks Duo again.
+            c.wait_at_most(
+                deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1),
+            );
             if let Err(e) = c.store(&key, crate::unix_now()) {
                 log.write(
                     Level::Warning,

@@ -179,6 +179,33 @@ fn watchdog_firing_before_duo_was_asked_denies_even_under_failmode_safe() {
     assert_eq!(s.duo.requests().len(), requests, "Duo was asked");
 }
 
+/// Duo approves late in the window while another process holds the cache's write lock: the
+/// store gives up in time and the approval is answered, not lost to the watchdog's deny.
+#[test]
+fn late_approval_with_a_locked_cache_is_still_answered_allow() {
+    // Approval at about 1.6 s of a 4 s timeout; the watchdog fires at 6 s. Waiting the full
+    // 5 s busy timeout for the store would end at about 6.6 s; the bounded wait ends at 5 s.
+    let s = Setup::with(Sig::V5, "timeout = 4");
+    // Create the cache file with an approval for somebody else.
+    s.duo.set_user("bob", User::default());
+    assert_eq!(s.verify("bob", "push", &[]).code, 0);
+    s.duo.set_user(
+        "alice",
+        User {
+            delay: Duration::from_millis(1500),
+            ..User::default()
+        },
+    );
+    let db = rusqlite::Connection::open(s.path("cache/cache.sqlite3")).expect("cache");
+    db.execute_batch("BEGIN EXCLUSIVE; UPDATE approvals SET last_used = last_used;")
+        .expect("lock");
+    let files = ControlFiles::new(&s, "a");
+    assert_eq!(verify_deferrable(&s, "alice", "push", &files).code, 2);
+    let answer = files.answer(Duration::from_secs(10));
+    db.execute_batch("COMMIT").expect("unlock");
+    assert_eq!(answer.as_deref(), Some("1"), "Duo approved");
+}
+
 #[test]
 fn background_is_detached_from_openvpn() {
     let s = Setup::new();
