@@ -323,6 +323,7 @@ type Tls = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
 
 fn serve_connection(tcp: TcpStream, tls: Arc<rustls::ServerConfig>, st: Arc<State>) {
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(120)));
+    let _ = tcp.set_nodelay(true);
     let Ok(conn) = rustls::ServerConnection::new(tls) else {
         return;
     };
