@@ -20,7 +20,7 @@ fn cache_path(s: &Setup) -> PathBuf {
 }
 
 fn db(s: &Setup) -> Connection {
-    Connection::open(cache_path(s)).unwrap()
+    s.cache_db()
 }
 
 /// Logs in once through Duo so the cache holds an approval; returns Duo's request count.
@@ -383,14 +383,7 @@ fn unwritable_cache_as_unprivileged_user_never_crashes() {
 fn cache_locked_past_the_busy_timeout_falls_back_to_duo() {
     let s = Setup::new();
     approve(&s, &[]);
-    // Near the end of its window, so the hit must write to slide it.
-    db(&s)
-        .execute("UPDATE approvals SET expires = ?1", [now() + 100])
-        .unwrap();
-    let holder = db(&s);
-    holder
-        .execute_batch("BEGIN EXCLUSIVE; UPDATE approvals SET last_used = 0;")
-        .unwrap();
+    let holder = s.hold_cache_write_lock();
     let run = s.verify("alice", "push", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
@@ -410,13 +403,7 @@ fn cache_lock_eating_the_whole_timeout_denies_even_under_failmode_safe() {
     let s = Setup::with(Sig::V5, "failmode = \"safe\"\ntimeout = 3");
     approve(&s, &[]);
     let before = s.duo.requests().len();
-    db(&s)
-        .execute("UPDATE approvals SET expires = ?1", [now() + 100])
-        .unwrap();
-    let holder = db(&s);
-    holder
-        .execute_batch("BEGIN EXCLUSIVE; UPDATE approvals SET last_used = 0;")
-        .unwrap();
+    let holder = s.hold_cache_write_lock();
     let run = s.verify("alice", "push", &[]);
     holder.execute_batch("COMMIT").unwrap();
     assert_eq!(run.code, 1, "{}", run.stderr);

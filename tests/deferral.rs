@@ -160,17 +160,7 @@ fn watchdog_firing_before_duo_was_asked_denies_even_under_failmode_safe() {
     let s = Setup::with(Sig::V5, "failmode = \"safe\"\ntimeout = 1");
     assert_eq!(s.verify("alice", "push", &[]).code, 0);
     let requests = s.duo.requests().len();
-    let db = rusqlite::Connection::open(s.path("cache/cache.sqlite3")).expect("cache");
-    // Near the end of its window, so a hit must write to slide it, and the write lock is held.
-    let soon = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 100;
-    db.execute("UPDATE approvals SET expires = ?1", [soon as i64])
-        .expect("update");
-    db.execute_batch("BEGIN EXCLUSIVE; UPDATE approvals SET last_used = 0;")
-        .expect("lock");
+    let db = s.hold_cache_write_lock();
     let files = ControlFiles::new(&s, "a");
     assert_eq!(verify_deferrable(&s, "alice", "push", &files).code, 2);
     let answer = files.answer(Duration::from_secs(10));
@@ -196,9 +186,7 @@ fn late_approval_with_a_locked_cache_is_still_answered_allow() {
             ..User::default()
         },
     );
-    let db = rusqlite::Connection::open(s.path("cache/cache.sqlite3")).expect("cache");
-    db.execute_batch("BEGIN EXCLUSIVE; UPDATE approvals SET last_used = last_used;")
-        .expect("lock");
+    let db = s.hold_cache_write_lock();
     let files = ControlFiles::new(&s, "a");
     assert_eq!(verify_deferrable(&s, "alice", "push", &files).code, 2);
     let answer = files.answer(Duration::from_secs(10));

@@ -149,6 +149,27 @@ impl Setup {
         run_with_stdin(self.command(args), Some(input))
     }
 
+    /// The cache file the harness's config points at.
+    pub fn cache_db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("cache/cache.sqlite3")).expect("open cache")
+    }
+
+    /// Moves every cached approval to 100 s before its end, so that a hit must write to slide
+    /// it, then holds the write lock: an EXCLUSIVE transaction open until `COMMIT` on the
+    /// returned connection.
+    pub fn hold_cache_write_lock(&self) -> rusqlite::Connection {
+        let db = self.cache_db();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        db.execute("UPDATE approvals SET expires = ?1", [now + 100])
+            .expect("update");
+        db.execute_batch("BEGIN EXCLUSIVE; UPDATE approvals SET last_used = last_used;")
+            .expect("lock");
+        db
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
         cmd.arg("--config").arg(&self.config).args(args);
