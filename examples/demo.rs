@@ -19,13 +19,7 @@ fn main() {
     let bin = binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let duo = FakeDuo::start_in(dir.path(), Sig::V5, fake_duo::CertKind::Good);
-    duo.set_user(
-        "alice",
-        User {
-            delay: Duration::from_secs(2),
-            ..User::default()
-        },
-    );
+    duo.set_user("alice", User::answering_after(Duration::from_secs(2)));
     duo.set_user("bob", User::denying());
     duo.set_user(
         "carol",

@@ -26,13 +26,8 @@ fn push_is_deferred_and_answered_in_the_control_file() {
         Sig::V5,
         &format!("[log]\nfile = \"{}\"", log_file.display()),
     );
-    s.duo.set_user(
-        "alice",
-        User {
-            delay: Duration::from_millis(500),
-            ..User::default()
-        },
-    );
+    s.duo
+        .set_user("alice", User::answering_after(Duration::from_millis(500)));
     let files = ControlFiles::new(&s, "a");
     let run = verify_deferrable(&s, "alice", "push", &files);
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -140,13 +135,8 @@ fn duo_timeout_in_background_applies_failmode_before_the_deadline() {
 #[test]
 fn unanswered_push_in_background_is_denied_even_under_failmode_safe() {
     let s = Setup::with(Sig::V5, "failmode = \"safe\"\ntimeout = 2");
-    s.duo.set_user(
-        "alice",
-        User {
-            delay: Duration::from_secs(30),
-            ..User::default()
-        },
-    );
+    s.duo
+        .set_user("alice", User::answering_after(Duration::from_secs(30)));
     let files = ControlFiles::new(&s, "a");
     assert_eq!(verify_deferrable(&s, "alice", "push", &files).code, 2);
     assert_eq!(files.answer(Duration::from_secs(6)).as_deref(), Some("0"));
@@ -179,13 +169,8 @@ fn late_approval_with_a_locked_cache_is_still_answered_allow() {
     // Create the cache file with an approval for somebody else.
     s.duo.set_user("bob", User::default());
     assert_eq!(s.verify("bob", "push", &[]).code, 0);
-    s.duo.set_user(
-        "alice",
-        User {
-            delay: Duration::from_millis(1500),
-            ..User::default()
-        },
-    );
+    s.duo
+        .set_user("alice", User::answering_after(Duration::from_millis(1500)));
     let db = s.hold_cache_write_lock();
     let files = ControlFiles::new(&s, "a");
     assert_eq!(verify_deferrable(&s, "alice", "push", &files).code, 2);
@@ -197,13 +182,8 @@ fn late_approval_with_a_locked_cache_is_still_answered_allow() {
 #[test]
 fn background_is_detached_from_openvpn() {
     let s = Setup::new();
-    s.duo.set_user(
-        "alice",
-        User {
-            delay: Duration::from_secs(4),
-            ..User::default()
-        },
-    );
+    s.duo
+        .set_user("alice", User::answering_after(Duration::from_secs(4)));
     let files = ControlFiles::new(&s, "a");
     let cred = s.path("up.txt");
     util::write_private(&cred, "alice\npush\n");
@@ -255,13 +235,8 @@ fn background_is_detached_from_openvpn() {
 #[test]
 fn killed_background_leaves_the_login_unanswered_so_openvpn_denies() {
     let s = Setup::new();
-    s.duo.set_user(
-        "alice",
-        User {
-            delay: Duration::from_secs(10),
-            ..User::default()
-        },
-    );
+    s.duo
+        .set_user("alice", User::answering_after(Duration::from_secs(10)));
     let files = ControlFiles::new(&s, "a");
     let run = verify_deferrable(&s, "alice", "push", &files);
     assert_eq!(run.code, 2);

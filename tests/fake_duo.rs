@@ -70,6 +70,14 @@ impl Default for User {
 }
 
 impl User {
+    /// A user who approves every push and call after `delay`.
+    pub fn answering_after(delay: Duration) -> User {
+        User {
+            delay,
+            ..User::default()
+        }
+    }
+
     /// A user who denies every push and call.
     pub fn denying() -> User {
         User {

@@ -123,13 +123,8 @@ fn duo_push_never_answered_is_a_deny_under_both_failmodes() {
         Duration::from_secs(4),
         |fm| {
             let s = setup(fm, "timeout = 2");
-            s.duo.set_user(
-                "alice",
-                User {
-                    delay: Duration::from_secs(30),
-                    ..User::default()
-                },
-            );
+            s.duo
+                .set_user("alice", User::answering_after(Duration::from_secs(30)));
             let run = s.verify("alice", "push", &[]);
             assert_eq!(s.duo.calls("auth").len(), 1, "the push was sent");
             run

@@ -130,13 +130,7 @@ pub fn stall_scenario(subnet: u8, extra_config: &str, deadline: Duration) -> Opt
     // The binary must outwait the held push, and OpenVPN's hand-window must outwait the binary.
     let extra = format!("timeout = 25\n{extra_config}");
     let mut vpn = Vpn::start(subnet, &extra)?;
-    vpn.duo_user(
-        "slow",
-        User {
-            delay: hold,
-            ..User::default()
-        },
-    );
+    vpn.duo_user("slow", User::answering_after(hold));
     vpn.duo_user("fast", User::default());
     let a = vpn.client("slow-laptop", "slow", "push");
     let held = harness::poll(Duration::from_secs(15), || {
